@@ -1,0 +1,62 @@
+"""``python -m kdcore train spec.json``: run a job with no server; ``inspect-teacher`` checks one file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from kdcore.errors import KdError
+from kdcore.events import MetricPoint, Progress, TrainCallbacks
+
+
+class _PrintProgress(TrainCallbacks):
+    def on_progress(self, progress: Progress) -> None:
+        print(f"epoch {progress.epoch}/{progress.epochs} step {progress.step}/{progress.steps} ({progress.fraction:.0%})", file=sys.stderr)
+
+    def on_metrics(self, points: list[MetricPoint]) -> None:
+        shown = {p.name: p.value for p in points if p.name in ("train/loss", "val/top1")}
+        if shown:
+            print("  " + "  ".join(f"{k}={v:.4f}" for k, v in shown.items()), file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kdcore")
+    commands = parser.add_subparsers(dest="command", required=True)
+    train_cmd = commands.add_parser("train", help="train from a JSON job spec")
+    train_cmd.add_argument("spec", type=Path)
+    train_cmd.add_argument("--work-dir", type=Path, help="checkpoints and exports go here (overrides the spec)")
+    inspect_cmd = commands.add_parser("inspect-teacher", help="load a teacher file and run it once; prints JSON")
+    inspect_cmd.add_argument("source", help="a TeacherSource as JSON")
+    commands.add_parser("methods", help="list the registered methods as JSON")
+    args = parser.parse_args(argv)
+
+    from kdcore.spec import JobSpec, TeacherSource
+
+    try:
+        if args.command == "train":
+            from kdcore.train import train
+
+            spec = JobSpec.model_validate_json(args.spec.read_text())
+            if args.work_dir:
+                spec = spec.model_copy(update={"work_dir": args.work_dir})
+            result = train(spec, _PrintProgress())
+            print(json.dumps({"metrics": result.metrics, "artifacts": [{"kind": a.kind, "path": str(a.path)} for a in result.artifacts]}, indent=2))
+        elif args.command == "inspect-teacher":
+            from kdcore.models.loading import check_teacher
+
+            loaded = check_teacher(TeacherSource.model_validate_json(args.source))
+            print(json.dumps({"params": loaded.params, "supports_features": loaded.supports_features}))
+        else:
+            from kdcore.methods import list_methods
+
+            print(json.dumps([m.describe() for m in list_methods()], indent=2))
+    except KdError as exc:
+        print(json.dumps({"error": {"code": exc.code, "message": exc.message}}))
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""What every distillation method is: one ``Distiller`` subclass, registered by name.
+
+Shaped like mdistiller's distillers: the class holds the student, the frozen teachers and the
+method's own modules, and ``forward_train`` returns the student's logits and a dict of named
+losses (``loss/ce``, ``loss/kd``, ...) that the trainer sums and logs. Hyperparameters come from the
+class's own pydantic model, whose defaults are the paper's; never from a global config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import Tensor, nn
+
+from kdcore.data.loader import Batch, BatchPlan
+from kdcore.teacher_cache import TeacherOutputCache
+
+
+class Hyperparams(BaseModel):
+    """Base of every method's hyperparameter model: unknown keys are an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    epoch: int
+    step: int
+    global_step: int
+    steps_per_epoch: int
+    epochs: int
+
+    @property
+    def fraction(self) -> float:
+        """Fraction of training done, in [0,1], at this step."""
+        return self.global_step / max(1, self.steps_per_epoch * self.epochs)
+
+
+@dataclass(frozen=True)
+class MethodContext:
+    """What the trainer knows that a method may need to build its modules."""
+
+    num_classes: int
+    input_size: tuple[int, int, int]
+    epochs: int
+    steps_per_epoch: int
+    device: torch.device
+    batch_size: int
+
+
+class Distiller(nn.Module):
+    """Base class. Subclasses set the class attributes below and implement ``forward_train``."""
+
+    name: ClassVar[str]
+    family: ClassVar[str]
+    summary: ClassVar[str]
+    paper: ClassVar[str]
+    code: ClassVar[str] = ""
+    teacher_count: ClassVar[tuple[int, int | None]] = (1, 1)
+    needs_dataset: ClassVar[bool] = True
+    needs_teacher_features: ClassVar[bool] = False
+    needs_batchnorm_statistics: ClassVar[bool] = False
+    Hyperparams: ClassVar[type[Hyperparams]]
+
+    def __init__(self, student: nn.Module, teachers: list[nn.Module], hparams: Hyperparams, context: MethodContext) -> None:
+        super().__init__()
+        self.student = student
+        self.teachers = nn.ModuleList(teachers)
+        self.hparams = hparams
+        self.context = context
+        self.teacher_cache: TeacherOutputCache | None = None
+
+    def train(self, mode: bool = True) -> Distiller:
+        """The teachers stay in eval mode whatever the trainer asks (BatchNorm statistics must not move)."""
+        super().train(mode)
+        for teacher in self.teachers:
+            teacher.eval()
+        return self
+
+    def forward_train(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
+        """Return ``{"output": student logits, "loss/<name>": weighted loss, ...}``; the trainer sums the losses."""
+        raise NotImplementedError
+
+    def teacher_logits(self, batch: Batch) -> list[Tensor]:
+        """Each teacher's logits for the batch, from the output cache where the inputs repeat."""
+        outputs = []
+        for index, teacher in enumerate(self.teachers):
+            if self.teacher_cache is not None:
+                outputs.append(self.teacher_cache.logits(index, teacher, batch))
+            else:
+                with torch.inference_mode():
+                    outputs.append(teacher(batch.images).float())
+        return [o.clone() if o.is_inference() else o for o in outputs]
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters the trainer's optimizer steps: everything but the teachers."""
+        frozen = {id(p) for p in self.teachers.parameters()}
+        return [p for p in self.parameters() if p.requires_grad and id(p) not in frozen]
+
+    @classmethod
+    def batch_plan(cls, hparams: Hyperparams, labels: Tensor, batch_size: int, seed: int) -> BatchPlan:
+        """How epochs are cut into batches; BAKE overrides this with class-balanced batches."""
+        return BatchPlan(labels, batch_size, seed)
+
+    def signals(self) -> dict[str, float]:
+        """Method-specific values worth plotting (learned temperature, discriminator accuracy, ...)."""
+        return {}
+
+    def export_student(self) -> nn.Module:
+        """The module to evaluate and export: the student without any training-only parts."""
+        return self.student
+
+    def method_state(self) -> dict[str, Any]:
+        """State beyond ``state_dict`` (e.g. an internal optimizer) to checkpoint with the student."""
+        return {}
+
+    def load_method_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`method_state` returned."""
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        low, high = cls.teacher_count
+        return {
+            "name": cls.name,
+            "family": cls.family,
+            "summary": cls.summary,
+            "paper": cls.paper,
+            "code": cls.code,
+            "teachers": {"min": low, "max": high},
+            "needs_dataset": cls.needs_dataset,
+            "needs_teacher_features": cls.needs_teacher_features,
+            "needs_batchnorm_statistics": cls.needs_batchnorm_statistics,
+            "hyperparams_schema": cls.Hyperparams.model_json_schema(),
+        }
+
+
+def with_total(output: Tensor, losses: dict[str, Tensor], **signals: Tensor) -> dict[str, Tensor]:
+    """Assemble a ``forward_train`` result: ``loss`` is the sum of the named parts."""
+    result: dict[str, Tensor] = {"output": output, "loss": torch.stack([v for v in losses.values()]).sum()}
+    result.update({f"loss/{k}": v for k, v in losses.items()})
+    result.update({f"signal/{k}": v for k, v in signals.items()})
+    return result

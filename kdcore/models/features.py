@@ -1,0 +1,69 @@
+"""Read intermediate stage outputs from any model without rewriting it.
+
+timm models and kdcore's own expose ``forward_intermediates``/``feature_info``; torchvision models
+go through ``torchvision.models.feature_extraction``. Both give ``(logits, [stage features])``.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from kdcore.models.preprocess import PreprocessedModel
+
+
+def supports_features(model: nn.Module) -> bool:
+    inner = model.model if isinstance(model, PreprocessedModel) else model
+    if hasattr(inner, "forward_intermediates") and hasattr(inner, "forward_head"):
+        return True
+    return _torchvision_stage_nodes(inner) is not None
+
+
+def _torchvision_stage_nodes(model: nn.Module) -> list[str] | None:
+    names = [n for n, _ in model.named_children()]
+    if all(f"layer{i}" in names for i in (1, 2, 3, 4)):
+        return [f"layer{i}" for i in (1, 2, 3, 4)]
+    if "features" in names:
+        return None
+    return None
+
+
+class FeatureModel(nn.Module):
+    """Wraps a (preprocessed) model so ``forward`` returns ``(logits, [stage features])``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.wrapped = model
+        inner = model.model if isinstance(model, PreprocessedModel) else model
+        self._extractor: nn.Module | None = None
+        if not (hasattr(inner, "forward_intermediates") and hasattr(inner, "forward_head")):
+            nodes = _torchvision_stage_nodes(inner)
+            if nodes is None:
+                raise ValueError(f"{type(inner).__name__} exposes no stage features")
+            from torchvision.models.feature_extraction import create_feature_extractor
+
+            last = [n for n, _ in inner.named_children()][-1]
+            self._extractor = create_feature_extractor(inner, return_nodes={**{n: n for n in nodes}, last: "logits"})
+
+    def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        model = self.wrapped
+        if isinstance(model, PreprocessedModel):
+            x = model.preprocess(x)
+            model = model.model
+        if self._extractor is not None:
+            out = self._extractor(x)
+            logits = out.pop("logits")
+            return logits, list(out.values())
+        final, features = model.forward_intermediates(x)
+        return model.forward_head(final), list(features)
+
+
+def feature_channels(model: nn.Module, input_size: tuple[int, int, int]) -> list[tuple[int, ...]]:
+    """Shapes (C,H,W) of each stage output for one input of ``input_size`` (one dry run)."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        _, features = FeatureModel(model)(torch.zeros(1, *input_size))
+    model.train(was_training)
+    return [tuple(f.shape[1:]) for f in features]

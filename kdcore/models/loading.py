@@ -1,0 +1,191 @@
+"""Load uploaded teachers without running uploaded code.
+
+* ``safetensors``: a state dict in a format that cannot hold code, into a registered architecture.
+* ``state_dict``: ``torch.load(weights_only=True)`` only — the restricted unpickler refuses any
+  pickle that would import or call something.
+* ``onnx``: a graph run by onnxruntime (logits only); external data files are refused.
+* ``torchscript`` / ``exported_program``: PyTorch treats these as code; callers decide whether the
+  operator allowed them (``DISTILLERY_ALLOW_CODE_MODELS``) and isolate the load.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from kdcore.errors import BadTeacher
+from kdcore.models.features import supports_features
+from kdcore.models.preprocess import Preprocess, PreprocessedModel
+from kdcore.models.registry import create_model, is_model
+from kdcore.spec import TeacherSource
+
+MAX_SAFETENSORS_HEADER_BYTES = 64 * 1024 * 1024
+
+
+def read_safetensors_metadata(path: Path) -> dict[str, str]:
+    """The ``__metadata__`` block of a safetensors file, after checking its header is sane."""
+    with open(path, "rb") as handle:
+        raw = handle.read(8)
+        if len(raw) != 8:
+            raise BadTeacher("the file is too short to be safetensors")
+        (header_len,) = struct.unpack("<Q", raw)
+        if header_len > MAX_SAFETENSORS_HEADER_BYTES or header_len > path.stat().st_size - 8:
+            raise BadTeacher(f"safetensors header claims {header_len} bytes, which is larger than the file or the {MAX_SAFETENSORS_HEADER_BYTES}-byte cap")
+        try:
+            header = json.loads(handle.read(header_len))
+        except ValueError as exc:
+            raise BadTeacher(f"the safetensors header is not valid JSON ({exc}); is the file really safetensors?") from exc
+    return dict(header.get("__metadata__") or {})
+
+
+def _read_state_dict(path: Path, fmt: str) -> dict[str, Tensor]:
+    if fmt == "safetensors":
+        from safetensors.torch import load_file
+
+        read_safetensors_metadata(path)
+        try:
+            state = load_file(str(path), device="cpu")
+        except Exception as exc:  # safetensors raises several error types for malformed files
+            raise BadTeacher(f"the file is not a readable safetensors state dict: {exc}") from exc
+    else:
+        try:
+            loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise BadTeacher(
+                "the file could not be read as a weights-only state dict (code-carrying pickles are refused; "
+                f"save with torch.save(model.state_dict(), path)): {str(exc).splitlines()[0][:300]}"
+            ) from exc
+        state = loaded
+        for key in ("state_dict", "model", "model_state_dict"):
+            if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+                state = state[key]
+        if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+            raise BadTeacher("the .pt file does not hold a state dict (a mapping of parameter names to tensors)")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def build_from_state_dict(arch: str, state: dict[str, Tensor], num_classes: int, in_chans: int) -> nn.Module:
+    if not is_model(arch):
+        raise BadTeacher(f"unknown architecture {arch!r}: give a timm or torchvision model name or a kdcore one such as cifar_resnet32x4")
+    model = create_model(arch, num_classes=num_classes, in_chans=in_chans)
+    result = model.load_state_dict(state, strict=False)
+    problems = []
+    if result.missing_keys:
+        problems.append(f"missing keys {result.missing_keys[:5]}")
+    if result.unexpected_keys:
+        problems.append(f"unexpected keys {result.unexpected_keys[:5]}")
+    if problems:
+        raise BadTeacher(f"the weights do not fit architecture {arch!r} with num_classes={num_classes}: " + "; ".join(problems))
+    return model
+
+
+class OnnxLogits(nn.Module):
+    """An onnxruntime session behind an ``nn.Module`` face: no gradients, no features."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        import onnx
+        import onnxruntime as ort
+
+        try:
+            graph = onnx.load(str(path), load_external_data=False)
+        except Exception as exc:
+            raise BadTeacher(f"the file is not a readable ONNX model: {exc}") from exc
+        for tensor in graph.graph.initializer:
+            if tensor.data_location == onnx.TensorProto.EXTERNAL:
+                raise BadTeacher("ONNX models with external data are refused; export with all weights inside the file")
+        self.params = int(sum(int(np.prod(t.dims)) for t in graph.graph.initializer))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, torch.get_num_threads())
+        try:
+            self.session = ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise BadTeacher(f"onnxruntime cannot run the model: {exc}") from exc
+        self.input_name = self.session.get_inputs()[0].name
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.session.run(None, {self.input_name: x.detach().float().cpu().numpy()})[0]
+        return torch.from_numpy(np.asarray(out)).to(x.device)
+
+
+@dataclass
+class LoadedTeacher:
+    module: nn.Module
+    params: int
+    supports_features: bool
+
+
+def _load_module(source: TeacherSource) -> tuple[nn.Module, int]:
+    in_chans = source.input_size[0]
+    path = Path(source.path)
+    if source.format in ("safetensors", "state_dict"):
+        if not source.arch:
+            raise BadTeacher(f"format {source.format!r} needs an architecture name ('arch')")
+        model = build_from_state_dict(source.arch, _read_state_dict(path, source.format), source.num_classes, in_chans)
+        return model, sum(p.numel() for p in model.parameters())
+    if source.format == "onnx":
+        module = OnnxLogits(path)
+        return module, module.params
+    if source.format == "torchscript":
+        try:
+            model = torch.jit.load(str(path), map_location="cpu")
+        except Exception as exc:
+            raise BadTeacher(f"the file is not a TorchScript archive: {str(exc).splitlines()[0][:300]}") from exc
+        return model, sum(p.numel() for p in model.parameters())
+    if source.format == "exported_program":
+        try:
+            program = torch.export.load(str(path))
+        except Exception as exc:
+            raise BadTeacher(f"the file is not a torch.export program (.pt2): {str(exc).splitlines()[0][:300]}") from exc
+        model = program.module()
+        return model, sum(p.numel() for p in program.state_dict.values())
+    raise BadTeacher(f"unknown format {source.format!r}")
+
+
+class Teacher(nn.Module):
+    """A frozen teacher: always in eval mode, never trained, takes [0,1] inputs of any size."""
+
+    def __init__(self, source: TeacherSource) -> None:
+        super().__init__()
+        module, params = _load_module(source)
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
+        self.source = source
+        self.params = params
+        self.logits_only = source.format != "safetensors" and source.format != "state_dict"
+        self.net = PreprocessedModel(module, source.input_size, source.mean, source.std)
+        self.supports_features = not self.logits_only and supports_features(self.net)
+        self.eval()
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return self.net.preprocess
+
+    def train(self, mode: bool = True) -> Teacher:
+        return super().train(False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+def check_teacher(source: TeacherSource, batch: int = 2) -> LoadedTeacher:
+    """Load the teacher and run it once; refuse anything that does not produce ``[N, num_classes]``."""
+    teacher = Teacher(source)
+    sample = torch.rand(batch, *source.input_size)
+    try:
+        with torch.inference_mode():
+            out = teacher(sample)
+    except Exception as exc:
+        raise BadTeacher(f"the model failed on a [{batch}, {', '.join(map(str, source.input_size))}] input: {str(exc).splitlines()[0][:300]}") from exc
+    if not isinstance(out, Tensor) or tuple(out.shape) != (batch, source.num_classes):
+        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise BadTeacher(f"the model returned {shape} for a batch of {batch}, expected [{batch}, {source.num_classes}] logits; check num_classes and input_size")
+    if not torch.isfinite(out).all():
+        raise BadTeacher("the model returned NaN or infinite logits on a random input")
+    return LoadedTeacher(module=teacher, params=teacher.params, supports_features=teacher.supports_features)

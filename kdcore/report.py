@@ -1,0 +1,58 @@
+"""A self-contained HTML report: training curves as inline SVG and the teacher-vs-student table."""
+
+from __future__ import annotations
+
+import html
+from collections import defaultdict
+from pathlib import Path
+
+from kdcore.events import MetricPoint
+from kdcore.export import ExportedFile
+from kdcore.spec import JobSpec
+
+
+def _svg_curve(title: str, points: list[tuple[float, float]], width: int = 420, height: int = 180) -> str:
+    if len(points) < 2:
+        return f"<p>{html.escape(title)}: not enough points</p>"
+    xs, ys = zip(*points)
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    span_x, span_y = (x1 - x0) or 1.0, (y1 - y0) or 1.0
+    pad = 30
+    coords = " ".join(f"{pad + (x - x0) / span_x * (width - 2 * pad):.1f},{height - pad - (y - y0) / span_y * (height - 2 * pad):.1f}" for x, y in points)
+    return (
+        f'<figure><figcaption>{html.escape(title)}</figcaption><svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
+        f'<rect x="0" y="0" width="{width}" height="{height}" fill="#fafafa" stroke="#ddd"/>'
+        f'<polyline fill="none" stroke="#2563eb" stroke-width="2" points="{coords}"/>'
+        f'<text x="{pad}" y="{pad - 10}" font-size="11">{y1:.4g}</text><text x="{pad}" y="{height - 8}" font-size="11">{y0:.4g} (step {x0:.0f}–{x1:.0f})</text>'
+        "</svg></figure>"
+    )
+
+
+def write_report(spec: JobSpec, metrics: dict[str, float], history: list[MetricPoint], artifacts: list[ExportedFile], path: Path) -> ExportedFile:
+    series: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for point in history:
+        series[point.name].append((point.step, point.value))
+    curves = "".join(_svg_curve(name, pts) for name, pts in sorted(series.items()) if name in ("train/loss", "val/top1", "val/loss") or name.startswith("method/"))
+
+    def cell(key: str, percent: bool = False) -> str:
+        if key not in metrics:
+            return "—"
+        return f"{metrics[key] * 100:.2f}%" if percent else f"{metrics[key]:,.0f}"
+
+    sizes = "".join(f"<li>{html.escape(a.kind)}: {a.path.stat().st_size:,} bytes</li>" for a in artifacts)
+    rows = (
+        f"<tr><th>top-1</th><td>{cell('teacher/val/top1', True)}</td><td>{cell('val/top1', True)}</td></tr>"
+        f"<tr><th>top-5</th><td>{cell('teacher/val/top5', True)}</td><td>{cell('val/top5', True)}</td></tr>"
+        f"<tr><th>parameters</th><td>{cell('teacher/params')}</td><td>{cell('student/params')}</td></tr>"
+    )
+    document = f"""<!doctype html><html><head><meta charset="utf-8"><title>Distillery report — {html.escape(spec.name or spec.method)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:60rem}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3rem .8rem;text-align:right}}figure{{display:inline-block;margin:.5rem}}</style></head>
+<body><h1>{html.escape(spec.name or "Distillation job")}</h1>
+<p>Method <b>{html.escape(spec.method)}</b>, student <b>{html.escape(spec.student.arch)}</b>, {spec.training.epochs} epochs, batch {spec.training.batch_size}, seed {spec.training.seed}.</p>
+<h2>Teacher vs student (validation split)</h2><table><tr><th></th><th>teacher</th><th>student</th></tr>{rows}</table>
+<h2>Exported files</h2><ul>{sizes}</ul>
+<h2>Curves</h2>{curves}
+</body></html>"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(document)
+    return ExportedFile("report", path, {})

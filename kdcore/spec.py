@@ -1,0 +1,101 @@
+"""The job spec kdcore trains from: a pydantic model, so a JSON file is validated before any work.
+
+The service builds one from a job row; a researcher writes one by hand for ``python -m kdcore train``.
+Paths here are local files: fetching them from object storage is the caller's job.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+InputSize = tuple[int, int, int]
+TeacherFormat = Literal["safetensors", "state_dict", "onnx", "torchscript", "exported_program"]
+SAFE_TEACHER_FORMATS: frozenset[str] = frozenset({"safetensors", "state_dict", "onnx"})
+CODE_TEACHER_FORMATS: frozenset[str] = frozenset({"torchscript", "exported_program"})
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TeacherSource(StrictModel):
+    """Where a teacher's file lies and how to read it."""
+
+    path: Path
+    format: TeacherFormat
+    arch: str | None = None
+    num_classes: int = Field(ge=1)
+    input_size: InputSize
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    name: str | None = None
+
+
+class DatasetSource(StrictModel):
+    """A built-in dataset by name, or an extracted ImageFolder tree with ``train/`` and ``val/``."""
+
+    builtin: str | None = None
+    root: Path | None = None
+
+    @field_validator("builtin")
+    @classmethod
+    def _known_builtin(cls, value: str | None) -> str | None:
+        from kdcore.data.builtin import BUILTIN_DATASETS
+
+        if value is not None and value not in BUILTIN_DATASETS:
+            raise ValueError(f"unknown built-in dataset {value!r}; known: {sorted(BUILTIN_DATASETS)}")
+        return value
+
+
+class StudentSpec(StrictModel):
+    arch: str
+    init: Path | None = Field(default=None, description="safetensors weights to start from")
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+
+class TrainingConfig(StrictModel):
+    epochs: int = Field(ge=1, le=10_000)
+    batch_size: int = Field(default=64, ge=1, le=65_536)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float | None = Field(default=None, gt=0, le=10, description="default 0.05 for sgd, 1e-3 for adamw")
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    weight_decay: float = Field(default=5e-4, ge=0, le=1)
+    schedule: Literal["cosine", "step", "constant"] = "cosine"
+    seed: int = 0
+    input_size: InputSize | None = None
+    augment: Literal["flip_crop", "none"] = "flip_crop"
+    teacher_cache: Literal["auto", "off"] = "auto"
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    channels_last: Literal["auto", "on", "off"] | bool = "auto"
+    compile: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    checkpoint_every_steps: int = Field(default=200, ge=1)
+    time_limit_s: float | None = Field(default=None, gt=0)
+    log_every_steps: int = Field(default=10, ge=1)
+
+    @property
+    def learning_rate(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return 0.05 if self.optimizer == "sgd" else 1e-3
+
+
+ExportFormat = Literal["safetensors", "torchscript", "onnx"]
+
+
+class JobSpec(StrictModel):
+    """Everything one distillation run needs, and nothing about HTTP or queues."""
+
+    name: str | None = None
+    method: str
+    teachers: list[TeacherSource] = Field(default_factory=list)
+    student: StudentSpec
+    dataset: DatasetSource | None = None
+    hyperparams: dict[str, Any] = Field(default_factory=dict)
+    training: TrainingConfig
+    export: list[ExportFormat] = Field(default_factory=lambda: ["safetensors", "torchscript", "onnx"])
+    work_dir: Path = Path("kdcore-run")
