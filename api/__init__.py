@@ -1,0 +1,1 @@
+"""Distillery's HTTP API: routes, schemas, auth, database models and storage. It never trains."""

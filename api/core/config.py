@@ -1,0 +1,68 @@
+"""Settings from the environment (``DISTILLERY_*``), with an embedded default that needs no server.
+
+With nothing set: SQLite under ``DISTILLERY_DATA_DIR``, objects in a local folder, and Celery on
+kombu's filesystem transport. Setting the URLs moves the same code to PostgreSQL, Redis and S3.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DISTILLERY_", extra="ignore")
+
+    data_dir: Path = Path("./var")
+    database_url: str | None = None
+    broker_url: str | None = None
+    storage_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    allow_code_models: bool = False
+    max_upload_bytes: int = Field(default=4 * 1024**3, description="largest teacher or dataset upload")
+    archive_max_members: int = 200_000
+    archive_max_bytes: int = 8 * 1024**3
+    archive_max_ratio: float = 200.0
+    heartbeat_timeout_s: float = 60.0
+    heartbeat_interval_s: float = 5.0
+    reaper_interval_s: float = 10.0
+    requeue_after_s: float = 30.0
+    max_attempts: int = 3
+    tenant_max_active_jobs: int = 20
+    tenant_max_storage_bytes: int = 200 * 1024**3
+    worker_concurrency: int = 1
+    log_level: str = "INFO"
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.resolved_data_dir / 'distillery.db'}"
+
+    @property
+    def resolved_storage_url(self) -> str:
+        return self.storage_url or f"file://{self.resolved_data_dir / 'objects'}"
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        return not self.broker_url or self.broker_url.startswith("filesystem://")
+
+    @property
+    def broker_folder(self) -> Path:
+        return self.resolved_data_dir / "broker"
+
+    @property
+    def work_dir(self) -> Path:
+        """Local scratch for running jobs: checkpoints, extracted datasets, exports before upload."""
+        return self.resolved_data_dir / "work"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

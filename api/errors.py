@@ -1,0 +1,69 @@
+"""Every refusal as ``application/problem+json`` (RFC 9457) with a sentence a person can act on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from kdcore.errors import KdError
+
+PROBLEM = "application/problem+json"
+TITLES = {400: "Bad request", 401: "Unauthorized", 404: "Not found", 405: "Method not allowed", 409: "Conflict", 413: "Payload too large", 415: "Unsupported media type", 422: "Unprocessable content", 429: "Too many requests", 500: "Internal server error", 503: "Service unavailable"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, detail: str, errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None, type_: str = "about:blank") -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers
+        self.type = type_
+
+
+def not_found(kind: str, identifier: str) -> ApiError:
+    return ApiError(404, f"no {kind} with id {identifier!r} exists for this API key's tenant")
+
+
+def problem(status: int, detail: str, errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None, type_: str = "about:blank") -> JSONResponse:
+    body: dict[str, Any] = {"type": type_, "title": TITLES.get(status, "Error"), "status": status, "detail": detail}
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _json_safe(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for error in errors:
+        out.append({"loc": [str(p) for p in error.get("loc", ())], "msg": str(error.get("msg", "")), "type": str(error.get("type", ""))})
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return problem(exc.status, exc.detail, exc.errors, exc.headers, exc.type)
+
+    @app.exception_handler(KdError)
+    async def _kd_error(_: Request, exc: KdError) -> JSONResponse:
+        return problem(422, exc.message, type_=f"urn:distillery:{exc.code}")
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _json_safe(exc.errors())
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        where = ".".join(p for p in first["loc"] if p not in ("body",)) or "request"
+        return problem(422, f"{where}: {first['msg']}", errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else TITLES.get(exc.status_code, "Error")
+        return problem(exc.status_code, detail, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _bug(_: Request, exc: Exception) -> JSONResponse:
+        return problem(500, f"an internal error occurred ({type(exc).__name__}); this is a bug, please report it")

@@ -1,0 +1,47 @@
+"""Prometheus ``/metrics``: request counts and latencies, jobs by status, queue depth."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from sqlalchemy import func, select
+
+REGISTRY = CollectorRegistry()
+REQUESTS = Counter("distillery_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=REGISTRY)
+LATENCY = Histogram("distillery_http_request_seconds", "HTTP request latency", ["method", "route"], registry=REGISTRY,
+                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+JOBS = Gauge("distillery_jobs", "Jobs by status", ["status"], registry=REGISTRY)
+QUEUE = Gauge("distillery_queue_depth", "Messages waiting in the broker's job queue", registry=REGISTRY)
+
+
+def _refresh_gauges() -> None:
+    from api.db import get_sessionmaker
+    from api.models import JobRow
+    from worker.celery_app import queue_depth
+
+    with get_sessionmaker()() as session:
+        counts = dict(session.execute(select(JobRow.status, func.count()).group_by(JobRow.status)).all())
+    for status in ("queued", "running", "succeeded", "failed", "cancelled"):
+        JOBS.labels(status).set(counts.get(status, 0))
+    depth = queue_depth()
+    if depth is not None:
+        QUEUE.set(depth)
+
+
+def install_metrics(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def _measure(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        LATENCY.labels(request.method, path).observe(time.perf_counter() - started)
+        REQUESTS.labels(request.method, path, str(response.status_code)).inc()
+        return response
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        _refresh_gauges()
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+from sqlalchemy import select
+
+from api.deps import SessionDep, TenantDep
+from api.errors import not_found
+from api.models import ArtifactRow
+from api.storage import get_store
+
+router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])
+MEDIA = {"report": "text/html; charset=utf-8", "student_onnx": "application/octet-stream"}
+
+
+@router.get("/{artifact_id}", response_class=StreamingResponse, responses={200: {"content": {"application/octet-stream": {}}}})
+def download_artifact(artifact_id: str, request: Request, session: SessionDep, tenant: TenantDep) -> Response:
+    row = session.scalar(select(ArtifactRow).where(ArtifactRow.id == artifact_id, ArtifactRow.tenant_id == tenant))
+    if row is None:
+        raise not_found("artifact", artifact_id)
+    etag = f'"{row.sha256}"'
+    headers = {"ETag": etag, "Content-Disposition": f'attachment; filename="{row.filename}"', "Content-Length": str(row.size_bytes)}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    handle = get_store().open(row.storage_key)
+
+    def chunks():
+        with handle:
+            while data := handle.read(1 << 20):
+                yield data
+
+    return StreamingResponse(chunks(), media_type=MEDIA.get(row.kind, "application/octet-stream"), headers=headers)

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from sqlalchemy import select
+
+from api.deps import SessionDep, SettingsDep, TenantDep
+from api.errors import ApiError, not_found
+from api.jobstate import ACTIVE
+from api.models import DatasetRow, JobRow
+from api.schemas.common import Page
+from api.schemas.datasets import DatasetOut
+from api.services import datasets as service
+from api.services.listing import MAX_LIMIT, paginate
+from api.services.uploads import spooled_upload
+from api.storage import get_store
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+
+@router.post("", status_code=201, response_model=DatasetOut)
+def upload_dataset(
+    session: SessionDep,
+    settings: SettingsDep,
+    tenant: TenantDep,
+    file: Annotated[UploadFile, File(description=".zip or .tar.gz with train/<class>/<image> and val/<class>/<image>")],
+    name: Annotated[str | None, Form(max_length=200)] = None,
+) -> DatasetOut:
+    with spooled_upload(file, settings, ".archive") as (path, size, digest):
+        row = service.create_dataset(session, settings, tenant, path, size, digest, name or file.filename)
+    return service.dataset_out(row)
+
+
+@router.get("", response_model=Page[DatasetOut])
+def list_datasets(session: SessionDep, tenant: TenantDep, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50, cursor: str | None = None) -> Page[DatasetOut]:
+    rows, next_cursor = paginate(session, select(DatasetRow).where(DatasetRow.tenant_id == tenant), DatasetRow.id, limit, cursor)
+    items = [service.dataset_out(r) for r in rows]
+    if cursor is None:
+        items = service.builtin_datasets() + items
+    return Page[DatasetOut](items=items, next_cursor=next_cursor)
+
+
+@router.get("/{dataset_id}", response_model=DatasetOut)
+def get_dataset(dataset_id: str, session: SessionDep, tenant: TenantDep) -> DatasetOut:
+    for builtin in service.builtin_datasets():
+        if builtin.id == dataset_id:
+            return builtin
+    row = service.get_dataset(session, tenant, dataset_id)
+    if row is None:
+        raise not_found("dataset", dataset_id)
+    return service.dataset_out(row)
+
+
+@router.delete("/{dataset_id}", status_code=204)
+def delete_dataset(dataset_id: str, session: SessionDep, tenant: TenantDep) -> Response:
+    if dataset_id.startswith(service.BUILTIN_PREFIX):
+        raise ApiError(409, f"{dataset_id} is built in and cannot be deleted")
+    row = service.get_dataset(session, tenant, dataset_id)
+    if row is None:
+        raise not_found("dataset", dataset_id)
+    active = session.scalars(select(JobRow).where(JobRow.tenant_id == tenant, JobRow.status.in_(ACTIVE))).all()
+    users = [job.id for job in active if job.spec.get("dataset") == dataset_id]
+    if users:
+        raise ApiError(409, f"dataset {dataset_id} is used by job {users[0]}, which is still queued or running; cancel it or wait")
+    session.delete(row)
+    session.commit()
+    get_store().delete_prefix(f"tenants/{tenant}/datasets/{dataset_id}")
+    return Response(status_code=204)

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import select
+from sse_starlette.sse import EventSourceResponse
+
+from api.db import get_sessionmaker
+from api.deps import SessionDep, SettingsDep, TenantDep
+from api.errors import not_found
+from api.jobstate import TERMINAL
+from api.models import ArtifactRow, JobEvent, JobRow
+from api.queue import enqueue_job
+from api.schemas.common import Page
+from api.schemas.jobs import ArtifactList, ArtifactOut, JobCreate, JobOut, MetricPointOut, MetricSeries
+from api.services import jobs as service
+from api.services.listing import MAX_LIMIT, paginate
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+def _job(session, tenant: str, job_id: str) -> JobRow:
+    job = session.scalar(select(JobRow).where(JobRow.id == job_id, JobRow.tenant_id == tenant))
+    if job is None:
+        raise not_found("job", job_id)
+    return job
+
+
+@router.post("", status_code=201, response_model=JobOut)
+def create_job(body: JobCreate, response: Response, session: SessionDep, settings: SettingsDep, tenant: TenantDep,
+               idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> JobOut:
+    job, created = service.create_job(session, settings, tenant, body, idempotency_key)
+    if created:
+        enqueue_job(job.id)
+    else:
+        response.status_code = 200
+    return service.job_out(job)
+
+
+@router.get("", response_model=Page[JobOut])
+def list_jobs(session: SessionDep, tenant: TenantDep, status: Status | None = None, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50, cursor: str | None = None) -> Page[JobOut]:
+    query = select(JobRow).where(JobRow.tenant_id == tenant)
+    if status:
+        query = query.where(JobRow.status == status)
+    rows, next_cursor = paginate(session, query, JobRow.id, limit, cursor)
+    return Page[JobOut](items=[service.job_out(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/{job_id}", response_model=JobOut)
+def get_job(job_id: str, session: SessionDep, tenant: TenantDep) -> JobOut:
+    return service.job_out(_job(session, tenant, job_id))
+
+
+@router.post("/{job_id}/cancel", status_code=202, response_model=JobOut)
+def cancel_job(job_id: str, session: SessionDep, tenant: TenantDep) -> JobOut:
+    return service.job_out(service.cancel_job(session, _job(session, tenant, job_id)))
+
+
+@router.get("/{job_id}/metrics", response_model=MetricSeries)
+def job_metrics(job_id: str, session: SessionDep, tenant: TenantDep, name: str | None = None) -> MetricSeries:
+    _job(session, tenant, job_id)
+    query = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.kind == "metric")
+    if name:
+        query = query.where(JobEvent.name == name)
+    rows = session.scalars(query.order_by(JobEvent.seq)).all()
+    return MetricSeries(series=[MetricPointOut(name=r.name, step=r.step, epoch=r.epoch, value=r.value, time=_iso(r.time)) for r in rows])
+
+
+@router.get("/{job_id}/artifacts", response_model=ArtifactList)
+def job_artifacts(job_id: str, session: SessionDep, tenant: TenantDep) -> ArtifactList:
+    _job(session, tenant, job_id)
+    rows = session.scalars(select(ArtifactRow).where(ArtifactRow.job_id == job_id).order_by(ArtifactRow.id)).all()
+    return ArtifactList(items=[ArtifactOut(id=r.id, kind=r.kind, filename=r.filename, size_bytes=r.size_bytes, sha256=r.sha256, metadata=r.meta or {}) for r in rows])
+
+
+def _iso(value) -> str:
+    text = value.isoformat()
+    return text if value.tzinfo else text + "Z"
+
+
+def _event_payload(event: JobEvent) -> dict:
+    if event.kind == "status":
+        return {"seq": event.seq, "type": "status", "status": event.name, "time": _iso(event.time), "detail": event.data}
+    return {"seq": event.seq, "type": "metric", "name": event.name, "step": event.step, "epoch": event.epoch, "value": event.value, "time": _iso(event.time)}
+
+
+def _events_after(job_id: str, after: int) -> tuple[list[dict], str]:
+    with get_sessionmaker()() as session:
+        rows = session.scalars(select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.seq > after).order_by(JobEvent.seq).limit(500)).all()
+        status = session.scalar(select(JobRow.status).where(JobRow.id == job_id)) or "failed"
+        return [_event_payload(r) for r in rows], status
+
+
+@router.get("/{job_id}/events", response_class=EventSourceResponse, responses={200: {"content": {"text/event-stream": {}}}})
+async def job_events(job_id: str, session: SessionDep, tenant: TenantDep, after: int = 0) -> EventSourceResponse:
+    """Server-Sent Events: the history so far, then live status changes and metric points until the job ends."""
+    await run_in_threadpool(_job, session, tenant, job_id)
+
+    async def stream() -> AsyncIterator[dict]:
+        cursor = after
+        while True:
+            events, status = await run_in_threadpool(_events_after, job_id, cursor)
+            for event in events:
+                cursor = event["seq"]
+                yield {"event": event["type"], "id": str(event["seq"]), "data": json.dumps(event)}
+            if not events and status in TERMINAL:
+                yield {"event": "end", "data": json.dumps({"status": status})}
+                return
+            if not events:
+                await asyncio.sleep(0.5)
+
+    return EventSourceResponse(stream(), ping=15)

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from sqlalchemy import select
+
+from api.deps import SessionDep, SettingsDep, TenantDep
+from api.errors import ApiError, not_found
+from api.jobstate import ACTIVE
+from api.models import JobRow, JobTeacher, TeacherRow
+from api.schemas.common import Page
+from api.schemas.teachers import TeacherOut
+from api.services import teachers as service
+from api.services.listing import MAX_LIMIT, paginate
+from api.services.uploads import spooled_upload
+from api.storage import get_store
+from kdcore.errors import BadTeacher
+
+router = APIRouter(prefix="/v1/teachers", tags=["teachers"])
+
+
+@router.post("", status_code=201, response_model=TeacherOut)
+def upload_teacher(
+    session: SessionDep,
+    settings: SettingsDep,
+    tenant: TenantDep,
+    file: Annotated[UploadFile, File(description="the model file")],
+    format: Annotated[str, Form(description="safetensors | state_dict | onnx | torchscript | exported_program")],
+    num_classes: Annotated[int, Form(ge=1, le=100_000)],
+    input_size: Annotated[str, Form(description="C,H,W such as 3,32,32")],
+    arch: Annotated[str | None, Form()] = None,
+    mean: Annotated[str | None, Form()] = None,
+    std: Annotated[str | None, Form()] = None,
+    name: Annotated[str | None, Form(max_length=200)] = None,
+) -> TeacherOut:
+    service.check_format(format, arch, settings)
+    size_chw = service.parse_input_size(input_size)
+    mean_v = service.parse_floats("mean", mean, size_chw[0])
+    std_v = service.parse_floats("std", std, size_chw[0])
+    if (mean_v is None) != (std_v is None):
+        raise ApiError(422, "give both mean and std, or neither")
+    if std_v is not None and any(v <= 0 for v in std_v):
+        raise ApiError(422, "std values must be positive")
+    with spooled_upload(file, settings, service.SUFFIX[format]) as (path, size, digest):
+        try:
+            row = service.create_teacher(session, tenant, path, size, digest, format, arch, num_classes, size_chw, mean_v, std_v, name)
+        except BadTeacher as exc:
+            raise ApiError(422, f"the teacher was refused: {exc.message}", type_="urn:distillery:bad_teacher") from exc
+    return TeacherOut.model_validate(row, from_attributes=True)
+
+
+@router.get("", response_model=Page[TeacherOut])
+def list_teachers(session: SessionDep, tenant: TenantDep, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50, cursor: str | None = None) -> Page[TeacherOut]:
+    rows, next_cursor = paginate(session, select(TeacherRow).where(TeacherRow.tenant_id == tenant), TeacherRow.id, limit, cursor)
+    return Page[TeacherOut](items=[TeacherOut.model_validate(r, from_attributes=True) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/{teacher_id}", response_model=TeacherOut)
+def get_teacher(teacher_id: str, session: SessionDep, tenant: TenantDep) -> TeacherOut:
+    row = service.get_teacher(session, tenant, teacher_id)
+    if row is None:
+        raise not_found("teacher", teacher_id)
+    return TeacherOut.model_validate(row, from_attributes=True)
+
+
+@router.delete("/{teacher_id}", status_code=204)
+def delete_teacher(teacher_id: str, session: SessionDep, tenant: TenantDep) -> Response:
+    row = service.get_teacher(session, tenant, teacher_id)
+    if row is None:
+        raise not_found("teacher", teacher_id)
+    in_use = session.scalar(select(JobRow.id).join(JobTeacher, JobTeacher.job_id == JobRow.id).where(JobTeacher.teacher_id == teacher_id, JobRow.status.in_(ACTIVE)).limit(1))
+    if in_use:
+        raise ApiError(409, f"teacher {teacher_id} is used by job {in_use}, which is still {'queued or running'}; cancel it or wait for it to finish")
+    session.delete(row)
+    session.commit()
+    get_store().delete_prefix(f"tenants/{tenant}/teachers/{teacher_id}")
+    return Response(status_code=204)

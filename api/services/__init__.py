@@ -1,0 +1,1 @@
+"""What the routes call: validation and persistence of uploads and jobs, kept out of the routers."""

@@ -1,0 +1,157 @@
+"""Job submission: every check that can be made before training, then one row and one message."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from api.core.config import Settings
+from api.errors import ApiError
+from api.ids import new_id
+from api.jobstate import ACTIVE, transition
+from api.models import ArtifactRow, JobEvent, JobRow, JobTeacher, TeacherRow, utcnow
+from api.schemas.jobs import JobCreate, JobError, JobOut, JobProgress
+from api.services.datasets import BUILTIN_PREFIX, get_dataset
+from kdcore.data.builtin import BUILTIN_DATASETS, builtin_info
+from kdcore.methods import get_method
+from kdcore.models.registry import is_model
+
+
+def _hyperparam_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return [{"loc": ["hyperparams", *[str(p) for p in e["loc"]]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+
+
+def validate(session: Session, tenant: str, body: JobCreate) -> tuple[dict[str, Any], list[TeacherRow]]:
+    """Resolve and check the request; return the stored spec (defaults filled in) and its teachers."""
+    try:
+        method = get_method(body.method)
+    except KeyError as exc:
+        raise ApiError(422, f"unknown method {body.method!r}; GET /v1/methods lists the available ones") from exc
+    try:
+        hparams = method.Hyperparams(**body.hyperparams)
+    except ValidationError as exc:
+        errors = _hyperparam_errors(exc)
+        first = errors[0]
+        raise ApiError(422, f"hyperparams for {method.name!r}: {'.'.join(first['loc'][1:])}: {first['msg']}", errors) from exc
+    low, high = method.teacher_count
+    count = len(body.teachers)
+    if count < low or (high is not None and count > high):
+        wanted = str(low) if low == high else f"{low} to {high if high is not None else 'any number of'}"
+        raise ApiError(422, f"method {method.name!r} takes {wanted} teacher(s); the job names {count}")
+    teachers = []
+    for teacher_id in body.teachers:
+        row = session.scalar(select(TeacherRow).where(TeacherRow.id == teacher_id, TeacherRow.tenant_id == tenant))
+        if row is None:
+            raise ApiError(422, f"teacher {teacher_id!r} does not exist for this tenant; upload it with POST /v1/teachers")
+        if (method.needs_teacher_features or method.needs_batchnorm_statistics) and not row.supports_features:
+            need = "BatchNorm statistics" if method.needs_batchnorm_statistics else "intermediate features"
+            raise ApiError(422, f"method {method.name!r} needs the teacher's {need}, but teacher {teacher_id} ({row.format}) is logits-only; upload it as safetensors with its 'arch'")
+        teachers.append(row)
+    if not is_model(body.student.arch):
+        raise ApiError(422, f"unknown student architecture {body.student.arch!r}; use a timm or torchvision model name or a kdcore one such as cifar_resnet8x4")
+    num_classes = _dataset_classes(session, tenant, body.dataset)
+    if body.dataset is None and method.needs_dataset:
+        raise ApiError(422, f"method {method.name!r} needs a dataset; give 'dataset' (an uploaded ds_… ID or builtin:digits)")
+    for row in teachers:
+        if num_classes is not None and row.num_classes != num_classes:
+            raise ApiError(422, f"teacher {row.id} has {row.num_classes} classes but dataset {body.dataset} has {num_classes}; they must match")
+    if len({row.num_classes for row in teachers}) > 1:
+        raise ApiError(422, "the teachers disagree on the number of classes; all must produce the same logits")
+    if body.student.init is not None:
+        _check_init(session, tenant, body.student.init)
+    training = body.training.model_dump(mode="json")
+    if training["input_size"] is None and teachers:
+        training["input_size"] = list(teachers[0].input_size)
+    spec = body.model_dump(mode="json")
+    spec.update(hyperparams=hparams.model_dump(mode="json"), training=training)
+    return spec, teachers
+
+
+def _dataset_classes(session: Session, tenant: str, dataset: str | None) -> int | None:
+    if dataset is None:
+        return None
+    if dataset.startswith(BUILTIN_PREFIX):
+        name = dataset.removeprefix(BUILTIN_PREFIX)
+        if name not in BUILTIN_DATASETS:
+            raise ApiError(422, f"unknown built-in dataset {dataset!r}; known: {', '.join(BUILTIN_PREFIX + n for n in sorted(BUILTIN_DATASETS))}")
+        return len(builtin_info(name)["classes"])
+    row = get_dataset(session, tenant, dataset)
+    if row is None:
+        raise ApiError(422, f"dataset {dataset!r} does not exist for this tenant; upload it with POST /v1/datasets or use builtin:digits")
+    return row.num_classes
+
+
+def _check_init(session: Session, tenant: str, init: str) -> None:
+    if init.startswith("tch_"):
+        row = session.scalar(select(TeacherRow).where(TeacherRow.id == init, TeacherRow.tenant_id == tenant))
+        if row is None or row.format not in ("safetensors", "state_dict"):
+            raise ApiError(422, f"student.init {init!r} must be a safetensors or state_dict teacher upload of this tenant")
+        return
+    row = session.scalar(select(ArtifactRow).where(ArtifactRow.id == init, ArtifactRow.tenant_id == tenant))
+    if row is None or row.kind != "student_safetensors":
+        raise ApiError(422, f"student.init {init!r} must be a tch_… weights upload or a student_safetensors artifact (art_…) of this tenant")
+
+
+def request_hash(body: JobCreate) -> str:
+    return hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+def create_job(session: Session, settings: Settings, tenant: str, body: JobCreate, idempotency_key: str | None) -> tuple[JobRow, bool]:
+    """Insert the job (or return the one this idempotency key made); True when newly created."""
+    digest = request_hash(body)
+    if idempotency_key:
+        existing = _by_idempotency_key(session, tenant, idempotency_key, digest)
+        if existing is not None:
+            return existing, False
+    active = session.scalar(select(func.count()).select_from(JobRow).where(JobRow.tenant_id == tenant, JobRow.status.in_(ACTIVE)))
+    if active >= settings.tenant_max_active_jobs:
+        raise ApiError(429, f"this tenant already has {active} queued or running jobs, the limit; wait for some to finish or cancel some", headers={"Retry-After": "30"})
+    spec, teachers = validate(session, tenant, body)
+    job = JobRow(id=new_id("job"), tenant_id=tenant, name=body.name, method=body.method, status="queued", spec=spec, progress={}, metrics={},
+                 max_attempts=settings.max_attempts, idempotency_key=idempotency_key, request_hash=digest, enqueued_at=utcnow())
+    session.add(job)
+    session.flush()
+    session.add_all([JobTeacher(job_id=job.id, teacher_id=t.id) for t in {t.id: t for t in teachers}.values()])
+    session.add(JobEvent(job_id=job.id, kind="status", name="queued"))
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        existing = _by_idempotency_key(session, tenant, idempotency_key, digest) if idempotency_key else None
+        if existing is None:
+            raise
+        return existing, False
+    return job, True
+
+
+def _by_idempotency_key(session: Session, tenant: str, key: str, digest: str) -> JobRow | None:
+    row = session.scalar(select(JobRow).where(JobRow.tenant_id == tenant, JobRow.idempotency_key == key))
+    if row is None:
+        return None
+    if row.request_hash != digest:
+        raise ApiError(422, f"Idempotency-Key {key!r} was already used with a different request body; use a new key for a different job")
+    return row
+
+
+def cancel_job(session: Session, job: JobRow) -> JobRow:
+    """Queued jobs end at once; running ones are flagged and stop at their next step."""
+    if transition(session, job.id, {"queued"}, "cancelled", cancel_requested=True, error_code="cancelled", error_message="cancelled by request before it started"):
+        pass
+    elif job.status == "running":
+        session.execute(JobRow.__table__.update().where(JobRow.id == job.id, JobRow.status == "running").values(cancel_requested=True))
+        session.commit()
+    session.refresh(job)
+    return job
+
+
+def job_out(job: JobRow) -> JobOut:
+    error = JobError(code=job.error_code, message=job.error_message or "") if job.error_code else None
+    return JobOut(id=job.id, name=job.name, method=job.method, status=job.status, spec=job.spec, progress=JobProgress(**(job.progress or {})),
+                  metrics=job.metrics or {}, error=error, attempts=job.attempts, cancel_requested=job.cancel_requested,
+                  created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at)

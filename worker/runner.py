@@ -1,0 +1,143 @@
+"""One attempt at one job: claim it, train it with kdcore, publish what it made, record how it ended.
+
+Every status write is conditional on this worker still owning the job, so a worker that was
+declared lost (and whose job now runs elsewhere) cannot overwrite the newer attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import threading
+import traceback
+
+from sqlalchemy import select
+
+from api.core.config import get_settings
+from api.db import session_scope
+from api.ids import new_id
+from api.jobstate import heartbeat, transition
+from api.models import ArtifactRow, CheckpointRow, JobRow, utcnow
+from api.storage import LocalStore, get_store
+from kdcore.errors import Cancelled, KdError
+from worker.callbacks import DatabaseCallbacks
+from worker.spec_builder import build_job_spec, job_work_dir
+
+log = logging.getLogger("distillery.worker")
+
+
+class Heartbeat(threading.Thread):
+    """Writes ``heartbeat_at`` every few seconds while the attempt runs, even inside long evaluations."""
+
+    def __init__(self, job_id: str, worker: str, interval: float) -> None:
+        super().__init__(name=f"heartbeat-{job_id}", daemon=True)
+        self.job_id, self.worker, self.interval = job_id, worker, interval
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                with session_scope() as session:
+                    heartbeat(session, self.job_id, self.worker)
+            except Exception as exc:  # database briefly unreachable: the next beat retries
+                log.warning("heartbeat for %s failed: %s", self.job_id, exc)
+
+
+class JobRunner:
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{new_id('att')}"
+        self.settings = get_settings()
+        self.store = get_store()
+
+    def claim(self) -> bool:
+        with session_scope() as session:
+            job = session.get(JobRow, self.job_id)
+            if job is None or job.status != "queued":
+                return False
+            if job.cancel_requested:
+                transition(session, self.job_id, {"queued"}, "cancelled", error_code="cancelled", error_message="cancelled before it started")
+                return False
+            return transition(session, self.job_id, {"queued"}, "running", worker=self.worker, attempts=JobRow.attempts + 1,
+                              heartbeat_at=utcnow(), started_at=job.started_at or utcnow(), detail={"attempt": job.attempts + 1})
+
+    def run(self) -> None:
+        if not self.claim():
+            log.info("job %s is not claimable here (already running elsewhere, finished or cancelled)", self.job_id)
+            return
+        beat = Heartbeat(self.job_id, self.worker, self.settings.heartbeat_interval_s)
+        beat.start()
+        try:
+            self._train_and_publish()
+        except Cancelled:
+            self._end("cancelled", "cancelled", "cancelled by request while running; no student was published")
+        except KdError as exc:
+            self._end("failed", exc.code, exc.message)
+        except Exception as exc:
+            log.error("job %s crashed:\n%s", self.job_id, traceback.format_exc())
+            self._end("failed", "internal", f"an internal error stopped the job ({type(exc).__name__}: {str(exc)[:300]}); this is a bug")
+        finally:
+            beat.stopped.set()
+
+    def _train_and_publish(self) -> None:
+        from kdcore.train import train
+
+        with session_scope() as session:
+            job = session.get(JobRow, self.job_id)
+            spec = build_job_spec(session, self.settings, self.store, job)
+            previous_metrics = dict(job.metrics or {})
+            tenant = job.tenant_id
+        self._restore_checkpoint(spec.work_dir)
+        callbacks = DatabaseCallbacks(self.job_id, self.worker, self.store, f"tenants/{tenant}/jobs/{self.job_id}/checkpoints")
+        callbacks.latest.update(previous_metrics)
+        result = train(spec, callbacks)
+        callbacks.flush()
+        if callbacks.should_cancel():
+            raise Cancelled("cancelled")
+        self._publish(tenant, result, callbacks.latest)
+
+    def _restore_checkpoint(self, work_dir) -> None:
+        """On a fresh machine, bring the newest checkpoint back from storage so the attempt resumes."""
+        if isinstance(self.store, LocalStore):
+            return
+        with session_scope() as session:
+            row = session.scalar(select(CheckpointRow).where(CheckpointRow.job_id == self.job_id).order_by(CheckpointRow.global_step.desc()).limit(1))
+        if row is not None and not (work_dir / "checkpoints" / os.path.basename(row.storage_key)).exists():
+            target = work_dir / "checkpoints" / os.path.basename(row.storage_key)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.store.fetch(row.storage_key, target), target)
+            target.with_suffix(".sha256").write_text(row.sha256)
+
+    def _publish(self, tenant: str, result, latest: dict[str, float]) -> None:
+        stored = []
+        for item in result.artifacts:
+            key = f"tenants/{tenant}/jobs/{self.job_id}/artifacts/{item.path.name}"
+            obj = self.store.put_file(key, item.path)
+            stored.append(ArtifactRow(id=new_id("art"), job_id=self.job_id, tenant_id=tenant, kind=item.kind, filename=item.path.name,
+                                      size_bytes=obj.size_bytes, sha256=obj.sha256, storage_key=key, meta=item.metadata))
+        metrics = {**latest, **result.metrics}
+        with session_scope() as session:
+            session.add_all(stored)
+            session.flush()
+            if not transition(session, self.job_id, {"running"}, "succeeded", where={"worker": self.worker, "cancel_requested": False},
+                              metrics=metrics, progress=_done_progress(session, self.job_id)):
+                self.store.delete_prefix(f"tenants/{tenant}/jobs/{self.job_id}/artifacts")
+                with session_scope() as again:
+                    transition(again, self.job_id, {"running"}, "cancelled", where={"worker": self.worker}, error_code="cancelled",
+                               error_message="cancelled by request while finishing; no student was published")
+                return
+        shutil.rmtree(job_work_dir(self.settings, self.job_id), ignore_errors=True)
+
+    def _end(self, status: str, code: str, message: str) -> None:
+        with session_scope() as session:
+            transition(session, self.job_id, {"running"}, status, where={"worker": self.worker}, error_code=code, error_message=message)
+        log.info("job %s ended %s (%s): %s", self.job_id, status, code, message)
+
+
+def _done_progress(session, job_id: str) -> dict:
+    job = session.get(JobRow, job_id)
+    progress = dict(job.progress or {})
+    progress.update(fraction=1.0, step=progress.get("steps", progress.get("step", 0)), epoch=progress.get("epochs", progress.get("epoch", 0)))
+    return progress

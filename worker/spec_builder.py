@@ -1,0 +1,86 @@
+"""Turn a job row into a kdcore ``JobSpec`` whose paths are local files (fetched from storage)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.core.config import Settings
+from api.models import ArtifactRow, DatasetRow, JobRow, TeacherRow
+from api.services.datasets import BUILTIN_PREFIX, extracted_cache, limits
+from api.storage import ObjectStore
+from kdcore.data.archive import extract_archive
+from kdcore.errors import BadDataset, BadSpec, BadTeacher
+from kdcore.spec import DatasetSource, JobSpec, StudentSpec, TeacherSource, TrainingConfig
+
+
+def job_work_dir(settings: Settings, job_id: str) -> Path:
+    return settings.work_dir / job_id
+
+
+def _dataset_source(session: Session, settings: Settings, store: ObjectStore, job: JobRow) -> DatasetSource | None:
+    dataset_id = job.spec.get("dataset")
+    if dataset_id is None:
+        return None
+    if dataset_id.startswith(BUILTIN_PREFIX):
+        return DatasetSource(builtin=dataset_id.removeprefix(BUILTIN_PREFIX))
+    row = session.scalar(select(DatasetRow).where(DatasetRow.id == dataset_id, DatasetRow.tenant_id == job.tenant_id))
+    if row is None:
+        raise BadDataset(f"dataset {dataset_id} was deleted after the job was submitted")
+    cache = extracted_cache(settings, row.sha256)
+    if not cache.exists():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=cache.parent, prefix=".extract-"))
+        try:
+            archive = store.fetch(row.storage_key, staging / "archive")
+            extract_archive(archive, staging / "tree", limits(settings))
+            (staging / "tree").rename(cache)
+        except FileExistsError:
+            pass
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return DatasetSource(root=cache)
+
+
+def _teacher_source(store: ObjectStore, row: TeacherRow, dest: Path) -> TeacherSource:
+    path = store.fetch(row.storage_key, dest / Path(row.storage_key).name)
+    return TeacherSource(path=path, format=row.format, arch=row.arch, num_classes=row.num_classes, input_size=tuple(row.input_size),
+                         mean=tuple(row.mean) if row.mean else None, std=tuple(row.std) if row.std else None, name=row.name or row.id)
+
+
+def _student_init(session: Session, store: ObjectStore, job: JobRow, dest: Path) -> Path | None:
+    init = job.spec["student"].get("init")
+    if init is None:
+        return None
+    model = TeacherRow if init.startswith("tch_") else ArtifactRow
+    row = session.scalar(select(model).where(model.id == init, model.tenant_id == job.tenant_id))
+    if row is None:
+        raise BadSpec(f"student.init {init} no longer exists")
+    return store.fetch(row.storage_key, dest / Path(row.storage_key).name)
+
+
+def build_job_spec(session: Session, settings: Settings, store: ObjectStore, job: JobRow) -> JobSpec:
+    work = job_work_dir(settings, job.id)
+    inputs = work / "inputs"
+    inputs.mkdir(parents=True, exist_ok=True)
+    rows = {r.id: r for r in session.scalars(select(TeacherRow).where(TeacherRow.id.in_(job.spec.get("teachers", [])), TeacherRow.tenant_id == job.tenant_id))}
+    missing = [t for t in job.spec.get("teachers", []) if t not in rows]
+    if missing:
+        raise BadTeacher(f"teacher {missing[0]} was deleted after the job was submitted")
+    teachers = [_teacher_source(store, rows[t], inputs) for t in job.spec.get("teachers", [])]
+    student = job.spec["student"]
+    return JobSpec(
+        name=job.name,
+        method=job.method,
+        teachers=teachers,
+        student=StudentSpec(arch=student["arch"], init=_student_init(session, store, job, inputs)),
+        dataset=_dataset_source(session, settings, store, job),
+        hyperparams=job.spec.get("hyperparams", {}),
+        training=TrainingConfig(**job.spec["training"]),
+        export=job.spec.get("export", ["safetensors", "torchscript", "onnx"]),
+        work_dir=work,
+    )

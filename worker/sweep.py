@@ -1,0 +1,71 @@
+"""Reaper and sweeper, run by every worker's main process on a timer.
+
+* A running job whose heartbeat is older than ``DISTILLERY_HEARTBEAT_TIMEOUT_S`` lost its worker:
+  it goes back to ``queued`` (attempts are counted when it is claimed again) and is re-sent, or
+  fails with ``worker_lost`` after ``max_attempts``. This does not depend on the broker's
+  visibility timeout.
+* A queued job not picked up for ``DISTILLERY_REQUEUE_AFTER_S`` is re-sent, so a message lost by a
+  broker restart (or never sent because the broker was down) cannot strand a job. Duplicates are
+  harmless: only one claim can win.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+from celery.signals import worker_ready, worker_shutdown
+from sqlalchemy import select, update
+
+from api.core.config import get_settings
+from api.db import session_scope
+from api.jobstate import transition
+from api.models import JobRow, utcnow
+
+log = logging.getLogger("distillery.worker.sweep")
+_stop = threading.Event()
+
+
+def reap_and_requeue() -> list[str]:
+    """One pass; returns the IDs it re-sent."""
+    from worker.celery_app import celery_app
+
+    settings = get_settings()
+    now = utcnow()
+    resend: list[str] = []
+    with session_scope() as session:
+        stale = session.scalars(select(JobRow).where(JobRow.status == "running", JobRow.heartbeat_at < now - timedelta(seconds=settings.heartbeat_timeout_s))).all()
+        for job in stale:
+            if job.attempts >= job.max_attempts:
+                transition(session, job.id, {"running"}, "failed", where={"worker": job.worker}, error_code="worker_lost",
+                           error_message=f"the worker running this job stopped responding {job.attempts} times (max_attempts {job.max_attempts}); it was not retried again")
+            elif transition(session, job.id, {"running"}, "queued", where={"worker": job.worker}, worker=None, enqueued_at=now, detail={"reason": "worker_lost", "attempt": job.attempts}):
+                log.warning("job %s lost its worker (attempt %d); re-queued", job.id, job.attempts)
+                resend.append(job.id)
+        waiting = session.scalars(select(JobRow.id).where(JobRow.status == "queued", JobRow.enqueued_at < now - timedelta(seconds=settings.requeue_after_s))).all()
+        if waiting:
+            session.execute(update(JobRow).where(JobRow.id.in_(waiting), JobRow.status == "queued").values(enqueued_at=now))
+        resend += [job_id for job_id in waiting if job_id not in resend]
+    for job_id in resend:
+        celery_app.send_task("worker.run_job", args=[job_id])
+    return resend
+
+
+def _loop() -> None:
+    interval = get_settings().reaper_interval_s
+    while not _stop.wait(interval):
+        try:
+            reap_and_requeue()
+        except Exception as exc:  # database or broker briefly down: try again next tick
+            log.warning("sweep failed: %s", exc)
+
+
+@worker_ready.connect
+def _start(**_: object) -> None:
+    threading.Thread(target=_loop, name="distillery-sweep", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _stop_loop(**_: object) -> None:
+    _stop.set()
