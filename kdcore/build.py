@@ -101,7 +101,7 @@ def build_distiller(spec: JobSpec, method: type[Distiller], hparams: Hyperparams
 
 
 def build_optimizer(config: TrainingConfig, distiller: Distiller) -> torch.optim.Optimizer:
-    params = distiller.trainable_parameters()
+    params = [group for group in distiller.param_groups() if group["params"]]
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=config.momentum > 0)
     return torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)

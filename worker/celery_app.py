@@ -20,11 +20,12 @@ def _make_app() -> Celery:
     options: dict = {"visibility_timeout": 24 * 3600}
     if settings.uses_embedded_broker:
         folder = settings.broker_folder
-        for sub in ("queue", "processed"):
+        for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         broker = "filesystem://"
         options = {"data_folder_in": str(folder / "queue"), "data_folder_out": str(folder / "queue"),
-                   "processed_folder": str(folder / "processed"), "store_processed": False, "polling_interval": 0.1}
+                   "processed_folder": str(folder / "processed"), "control_folder": str(folder / "control"),
+                   "store_processed": False, "polling_interval": 0.1}
     else:
         broker = settings.broker_url
     app.conf.update(

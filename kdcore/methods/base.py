@@ -100,6 +100,10 @@ class Distiller(nn.Module):
         frozen = {id(p) for p in self.teachers.parameters()}
         return [p for p in self.parameters() if p.requires_grad and id(p) not in frozen]
 
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Optimizer groups; a group may set its own absolute ``lr`` (e.g. a discriminator's 1e-4)."""
+        return [{"params": self.trainable_parameters()}]
+
     @classmethod
     def batch_plan(cls, hparams: Hyperparams, labels: Tensor, batch_size: int, seed: int) -> BatchPlan:
         """How epochs are cut into batches; BAKE overrides this with class-balanced batches."""
