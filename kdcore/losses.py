@@ -40,11 +40,22 @@ def ensemble_soft_targets(teacher_logits_list: list[Tensor], temperature: float 
     return torch.stack([F.softmax(z / temperature, dim=1) for z in teacher_logits_list]).mean(dim=0)
 
 
-def dkd_loss(student_logits: Tensor, teacher_logits: Tensor, target: Tensor, alpha: float = 1.0, beta: float = 8.0, temperature: float | Tensor = 4.0) -> Tensor:
+def _kl_rows(target: Tensor, log_target: Tensor, log_input: Tensor) -> Tensor:
+    """Σ_c p·(log p − log q) per row, from log-probabilities so that p = 0 adds 0 to the value and
+    to the gradient (``F.kl_div`` gives NaN gradients there when the target depends on a learned τ)."""
+    return (target * (log_target - log_input)).sum(dim=1)
+
+
+def dkd_loss(
+    student_logits: Tensor, teacher_logits: Tensor, target: Tensor, alpha: float = 1.0, beta: float = 8.0, temperature: float | Tensor = 4.0
+) -> Tensor:
     """Decoupled KD (Zhao et al. 2022): α·TCKD + β·NCKD, both scaled by τ², as mdistiller computes them.
 
     TCKD is the KL between binary (target, non-target) distributions; NCKD the KL between the
     distributions over non-target classes, obtained by masking the target logit with −1000.
+    ``temperature`` may be a tensor (CTKD's DKD variant), per sample ``[N]`` or scalar. Same values
+    as mdistiller; the binary probabilities are clamped at 1e-12 before the log (mdistiller would
+    give an infinite loss there) and the KL is taken in log space so a learned τ gets finite gradients.
     """
     tau = _as_column(temperature)
     gt_mask = F.one_hot(target, student_logits.shape[1]).bool()
@@ -53,10 +64,10 @@ def dkd_loss(student_logits: Tensor, teacher_logits: Tensor, target: Tensor, alp
     b_s = torch.stack([(p_s * gt_mask).sum(1), (p_s * ~gt_mask).sum(1)], dim=1)
     b_t = torch.stack([(p_t * gt_mask).sum(1), (p_t * ~gt_mask).sum(1)], dim=1)
     scale = (tau**2).squeeze(-1) if isinstance(tau, Tensor) else tau**2
-    tckd = (F.kl_div(torch.log(b_s.clamp_min(1e-12)), b_t, reduction="none").sum(1) * scale).mean()
+    tckd = (_kl_rows(b_t, torch.log(b_t.clamp_min(1e-12)), torch.log(b_s.clamp_min(1e-12))) * scale).mean()
     log_nt_s = F.log_softmax(student_logits / tau - 1000.0 * gt_mask, dim=1)
-    nt_t = F.softmax(teacher_logits / tau - 1000.0 * gt_mask, dim=1)
-    nckd = (F.kl_div(log_nt_s, nt_t, reduction="none").sum(1) * scale).mean()
+    log_nt_t = F.log_softmax(teacher_logits / tau - 1000.0 * gt_mask, dim=1)
+    nckd = (_kl_rows(log_nt_t.exp(), log_nt_t, log_nt_s) * scale).mean()
     return alpha * tckd + beta * nckd
 
 
@@ -66,7 +77,11 @@ def attention_map(feature: Tensor, p: int = 2) -> Tensor:
 
 
 def at_loss(student_feature: Tensor, teacher_feature: Tensor, p: int = 2) -> Tensor:
-    """mean((at(F_s) − at(F_t))²); the larger spatial map is adaptive-avg-pooled to the smaller."""
+    """mean((at(F_s) − at(F_t))²), RepDistiller/mdistiller ``at_loss`` for one stage.
+
+    The feature with the larger spatial map is adaptive-avg-pooled (before the power) to the other's
+    size; RepDistiller compares heights and pools to a square, which is the same for square maps.
+    """
     hs, ht = student_feature.shape[-2:], teacher_feature.shape[-2:]
     if hs[0] * hs[1] > ht[0] * ht[1]:
         student_feature = F.adaptive_avg_pool2d(student_feature, ht)

@@ -2,25 +2,28 @@
 
 loss = ce_weight·CE(z_s, y) + kd_weight·τ²·KL(softmax(z_t/τ) ‖ softmax(z_s/τ)), with RepDistiller /
 mdistiller defaults (τ 4, CE 0.1, KD 0.9). With several teachers, their logits are averaged.
+``temperature: "curriculum"`` learns τ as CTKD does (settings under ``curriculum``; see ``ctkd``).
 """
 
 from __future__ import annotations
 
 import torch
 from pydantic import Field
-from torch import Tensor
+from torch import Tensor, nn
 from torch.nn import functional as F
 
 from kdcore.data.loader import Batch
 from kdcore.losses import kd_loss
-from kdcore.methods.base import Distiller, Hyperparams, StepInfo, with_total
+from kdcore.methods._curriculum import CurriculumSettings, CurriculumTemperature, FixedOrCurriculumTemperature
+from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, with_total
 from kdcore.methods.registry import register_method
 
 
 class KDHyperparams(Hyperparams):
-    temperature: float = Field(default=4.0, gt=0.0, le=100.0)
+    temperature: FixedOrCurriculumTemperature = 4.0
     ce_weight: float = Field(default=0.1, ge=0.0)
     kd_weight: float = Field(default=0.9, ge=0.0)
+    curriculum: CurriculumSettings = Field(default_factory=CurriculumSettings)
 
 
 @register_method
@@ -33,15 +36,23 @@ class KD(Distiller):
     teacher_count = (1, None)
     Hyperparams = KDHyperparams
 
+    def __init__(self, student: nn.Module, teachers: list[nn.Module], hparams: KDHyperparams, context: MethodContext) -> None:
+        super().__init__(student, teachers, hparams, context)
+        self.curriculum = CurriculumTemperature(hparams.curriculum, context.num_classes) if hparams.temperature == "curriculum" else None
+
     def forward_train(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
         assert batch is not None
         logits = self.student(batch.images)
         teacher = torch.stack(self.teacher_logits(batch)).mean(dim=0)
         hp = self.hparams
+        tau = self.curriculum(teacher, logits, info.epoch) if self.curriculum is not None else hp.temperature
         return with_total(
             logits,
             {
                 "ce": hp.ce_weight * F.cross_entropy(logits, batch.labels),
-                "kd": hp.kd_weight * kd_loss(logits, teacher, hp.temperature),
+                "kd": hp.kd_weight * kd_loss(logits, teacher, tau),
             },
         )
+
+    def signals(self) -> dict[str, float]:
+        return self.curriculum.signals() if self.curriculum is not None else {}

@@ -74,7 +74,11 @@ def build_from_state_dict(arch: str, state: dict[str, Tensor], num_classes: int,
     if not is_model(arch):
         raise BadTeacher(f"unknown architecture {arch!r}: give a timm or torchvision model name or a kdcore one such as cifar_resnet32x4")
     model = create_model(arch, num_classes=num_classes, in_chans=in_chans)
-    result = model.load_state_dict(state, strict=False)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        mismatch = [line.strip() for line in str(exc).splitlines() if "size mismatch" in line][:2]
+        raise BadTeacher(f"the weights do not fit architecture {arch!r} with num_classes={num_classes} and {in_chans} input channels: {'; '.join(mismatch) or str(exc)[:300]}") from exc
     problems = []
     if result.missing_keys:
         problems.append(f"missing keys {result.missing_keys[:5]}")

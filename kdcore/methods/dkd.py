@@ -1,0 +1,68 @@
+"""``dkd``: Zhao et al., "Decoupled Knowledge Distillation", CVPR 2022.
+
+loss = ce_weight·CE + w(epoch)·(α·TCKD + β·NCKD)·τ², as mdistiller ``distillers/DKD.py`` with its
+CIFAR defaults (α 1, β 8, τ 4, CE 1, warmup 20). The warmup ramp is mdistiller's
+min(epoch/warmup, 1), set per epoch with epochs counted from 1: our 0-based epoch e uses
+min((e+1)/warmup, 1), so the first epoch already has weight 1/warmup. ``warmup_epochs: 0`` means
+no ramp. ``temperature: "curriculum"`` learns τ as CTKD does (its DKD variant; settings under
+``curriculum``).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from kdcore.data.loader import Batch
+from kdcore.losses import dkd_loss
+from kdcore.methods._curriculum import CurriculumSettings, CurriculumTemperature, FixedOrCurriculumTemperature
+from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, with_total
+from kdcore.methods.registry import register_method
+
+
+class DKDHyperparams(Hyperparams):
+    alpha: float = Field(default=1.0, ge=0.0)
+    beta: float = Field(default=8.0, ge=0.0)
+    temperature: FixedOrCurriculumTemperature = 4.0
+    ce_weight: float = Field(default=1.0, ge=0.0)
+    warmup_epochs: int = Field(default=20, ge=0)
+    curriculum: CurriculumSettings = Field(default_factory=CurriculumSettings)
+
+
+def warmup_factor(epoch: int, warmup_epochs: int) -> float:
+    """mdistiller's ``min(epoch / warmup, 1)`` for our 0-based ``epoch`` (mdistiller counts from 1)."""
+    return 1.0 if warmup_epochs == 0 else min((epoch + 1) / warmup_epochs, 1.0)
+
+
+@register_method
+class DKD(Distiller):
+    name = "dkd"
+    family = "response"
+    summary = "Split KD into target-class and non-target-class terms and weight them separately (α TCKD + β NCKD)."
+    paper = "Zhao, Cui, Song, Qiu, Liang. Decoupled Knowledge Distillation. CVPR 2022. arXiv:2203.08679"
+    code = "https://github.com/megvii-research/mdistiller/blob/master/mdistiller/distillers/DKD.py"
+    teacher_count = (1, 1)
+    Hyperparams = DKDHyperparams
+
+    def __init__(self, student: nn.Module, teachers: list[nn.Module], hparams: DKDHyperparams, context: MethodContext) -> None:
+        super().__init__(student, teachers, hparams, context)
+        self.curriculum = CurriculumTemperature(hparams.curriculum, context.num_classes) if hparams.temperature == "curriculum" else None
+
+    def forward_train(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
+        assert batch is not None
+        logits = self.student(batch.images)
+        teacher = self.teacher_logits(batch)[0]
+        hp = self.hparams
+        tau = self.curriculum(teacher, logits, info.epoch) if self.curriculum is not None else hp.temperature
+        ramp = warmup_factor(info.epoch, hp.warmup_epochs)
+        return with_total(
+            logits,
+            {
+                "ce": hp.ce_weight * F.cross_entropy(logits, batch.labels),
+                "kd": ramp * dkd_loss(logits, teacher, batch.labels, hp.alpha, hp.beta, tau),
+            },
+        )
+
+    def signals(self) -> dict[str, float]:
+        return self.curriculum.signals() if self.curriculum is not None else {}
