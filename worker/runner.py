@@ -117,7 +117,7 @@ class JobRunner:
             obj = self.store.put_file(key, item.path)
             stored.append(ArtifactRow(id=new_id("art"), job_id=self.job_id, tenant_id=tenant, kind=item.kind, filename=item.path.name,
                                       size_bytes=obj.size_bytes, sha256=obj.sha256, storage_key=key, meta=item.metadata))
-        metrics = {**latest, **result.metrics}
+        metrics = {**latest, **result.metrics, "job/resumed_from_step": float(result.resumed_from_step)}
         with session_scope() as session:
             session.add_all(stored)
             session.flush()
