@@ -83,7 +83,7 @@ def build_student(spec: JobSpec, num_classes: int, input_size: tuple[int, int, i
     mean = spec.student.mean or (spec.teachers[0].mean if spec.teachers else None)
     std = spec.student.std or (spec.teachers[0].std if spec.teachers else None)
     student = PreprocessedModel(model, input_size, mean, std)
-    if method.needs_teacher_features and not supports_features(student):
+    if (method.needs_teacher_features or method.needs_student_features) and not supports_features(student):
         raise BadSpec(f"method {method.name!r} reads the student's stage features; {spec.student.arch!r} exposes none")
     return student
 

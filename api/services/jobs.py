@@ -20,6 +20,7 @@ from api.schemas.jobs import JobCreate, JobError, JobOut, JobProgress
 from api.services.datasets import BUILTIN_PREFIX, get_dataset
 from kdcore.data.builtin import BUILTIN_DATASETS, builtin_info
 from kdcore.methods import get_method
+from kdcore.models.features import arch_supports_features
 from kdcore.models.registry import is_model
 
 
@@ -55,6 +56,8 @@ def validate(session: Session, tenant: str, body: JobCreate) -> tuple[dict[str, 
         teachers.append(row)
     if not is_model(body.student.arch):
         raise ApiError(422, f"unknown student architecture {body.student.arch!r}; use a timm or torchvision model name or a kdcore one such as cifar_resnet8x4")
+    if (method.needs_teacher_features or method.needs_student_features) and not arch_supports_features(body.student.arch):
+        raise ApiError(422, f"method {method.name!r} reads the student's stage features, but {body.student.arch!r} exposes none; pick a timm, torchvision ResNet or kdcore architecture")
     num_classes = _dataset_classes(session, tenant, body.dataset)
     if body.dataset is None and method.needs_dataset:
         raise ApiError(422, f"method {method.name!r} needs a dataset; give 'dataset' (an uploaded ds_… ID or builtin:digits)")

@@ -62,6 +62,7 @@ class Distiller(nn.Module):
     teacher_count: ClassVar[tuple[int, int | None]] = (1, 1)
     needs_dataset: ClassVar[bool] = True
     needs_teacher_features: ClassVar[bool] = False
+    needs_student_features: ClassVar[bool] = False
     needs_batchnorm_statistics: ClassVar[bool] = False
     Hyperparams: ClassVar[type[Hyperparams]]
 
@@ -136,6 +137,7 @@ class Distiller(nn.Module):
             "teachers": {"min": low, "max": high},
             "needs_dataset": cls.needs_dataset,
             "needs_teacher_features": cls.needs_teacher_features,
+            "needs_student_features": cls.needs_student_features or cls.needs_teacher_features,
             "needs_batchnorm_statistics": cls.needs_batchnorm_statistics,
             "hyperparams_schema": cls.Hyperparams.model_json_schema(),
         }

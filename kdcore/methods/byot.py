@@ -80,6 +80,7 @@ class BYOT(Distiller):
     paper = "Zhang, Song, Gao, Chen, Bao, Ma. Be Your Own Teacher: Improve the Performance of CNNs via Self Distillation. ICCV 2019. arXiv:1905.08094"
     code = "https://github.com/ArchipLab-LinfengZhang/pytorch-self-distillation-final/blob/master/train.py"
     teacher_count = (0, 0)
+    needs_student_features = True
     Hyperparams = BYOTHyperparams
 
     def __init__(self, student: nn.Module, teachers: list[nn.Module], hparams: BYOTHyperparams, context: MethodContext) -> None:

@@ -116,6 +116,7 @@ class FRSKD(Distiller):
     paper = "Ji, Shin, Hwang, Park, Moon. Refine Myself by Teaching Myself: Feature Refinement via Self-Knowledge Distillation. CVPR 2021. arXiv:2103.08273"
     code = "https://github.com/MingiJi/FRSKD/blob/main/classification/models/bifpnc.py"
     teacher_count = (0, 0)
+    needs_student_features = True
     Hyperparams = FRSKDHyperparams
 
     def __init__(self, student: nn.Module, teachers: list[nn.Module], hparams: FRSKDHyperparams, context: MethodContext) -> None:

@@ -56,6 +56,7 @@ class SAD(Distiller):
     paper = "Hou, Ma, Liu, Loy. Learning Lightweight Lane Detection CNNs by Self Attention Distillation. ICCV 2019. arXiv:1908.00821"
     code = "https://github.com/InhwanBae/ENet-SAD_Pytorch/blob/master/model_ENET_SAD.py"
     teacher_count = (0, 0)
+    needs_student_features = True
     Hyperparams = SADHyperparams
 
     def __init__(self, student: nn.Module, teachers: list[nn.Module], hparams: SADHyperparams, context: MethodContext) -> None:

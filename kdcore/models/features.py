@@ -6,6 +6,8 @@ go through ``torchvision.models.feature_extraction``. Both give ``(logits, [stag
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from torch import Tensor, nn
 
 from kdcore.models.preprocess import PreprocessedModel
@@ -27,6 +29,24 @@ def _torchvision_stage_nodes(model: nn.Module) -> list[str] | None:
     return None
 
 
+STAGE_WORDS = ("layer", "stage", "block")
+
+
+def stage_indices(model: nn.Module) -> list[int] | None:
+    """Indices of ``feature_info`` that are stages, leaving out a leading stem (timm lists ``act1`` first).
+
+    The KD literature pairs stage outputs, not the stem, so timm and kdcore models line up alike.
+    """
+    info = getattr(model, "feature_info", None)
+    if info is None:
+        return None
+    entries = info.get_dicts() if hasattr(info, "get_dicts") else list(info)
+    names = [str(entry.get("module", "")) for entry in entries]
+    if len(names) > 1 and not any(word in names[0] for word in STAGE_WORDS):
+        return list(range(1, len(names)))
+    return None
+
+
 class FeatureModel(nn.Module):
     """Wraps a (preprocessed) model so ``forward`` returns ``(logits, [stage features])``."""
 
@@ -35,6 +55,7 @@ class FeatureModel(nn.Module):
         self.wrapped = model
         inner = model.model if isinstance(model, PreprocessedModel) else model
         self._extractor: nn.Module | None = None
+        self._indices = stage_indices(inner)
         if not (hasattr(inner, "forward_intermediates") and hasattr(inner, "forward_head")):
             nodes = _torchvision_stage_nodes(inner)
             if nodes is None:
@@ -53,7 +74,10 @@ class FeatureModel(nn.Module):
             out = self._extractor(x)
             logits = out.pop("logits")
             return logits, list(out.values())
-        final, features = model.forward_intermediates(x)
+        if self._indices is not None:
+            final, features = model.forward_intermediates(x, indices=self._indices)
+        else:
+            final, features = model.forward_intermediates(x)
         return model.forward_head(final), list(features)
 
 
@@ -67,3 +91,11 @@ def feature_channels(model: nn.Module, input_size: tuple[int, int, int]) -> list
         _, features = FeatureModel(model)(torch.zeros(1, *input_size))
     model.train(was_training)
     return [tuple(f.shape[1:]) for f in features]
+
+
+@lru_cache(maxsize=256)
+def arch_supports_features(arch: str) -> bool:
+    """Whether architecture ``arch`` exposes stage features (built once, cached per name)."""
+    from kdcore.models.registry import create_model
+
+    return supports_features(create_model(arch, num_classes=10))
