@@ -16,9 +16,9 @@ from kdcore import build
 from kdcore.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from kdcore.data.loader import training_batches
 from kdcore.errors import Cancelled, NanLoss, OutOfMemory, TimeLimitExceeded
+from kdcore.events import MetricPoint, Progress, TrainCallbacks, TrainResult
 from kdcore.finish import finish_run
 from kdcore.methods import Distiller, StepInfo, get_method
-from kdcore.events import MetricPoint, Progress, TrainCallbacks, TrainResult
 from kdcore.runtime import resolve_runtime
 from kdcore.spec import JobSpec
 from kdcore.teacher_cache import TeacherOutputCache
@@ -55,7 +55,7 @@ def train(spec: JobSpec, callbacks: TrainCallbacks | None = None) -> TrainResult
     student = build.build_student(spec, data.num_classes, data.input_size, method)
     hparams = build.parse_hparams(spec, method)
     plan = method.batch_plan(hparams, data.train.labels, config.batch_size, config.seed) if data.train is not None else None
-    steps_per_epoch = plan.steps_per_epoch() if plan is not None else getattr(hparams, "steps_per_epoch", DATA_FREE_STEPS_PER_EPOCH)
+    steps_per_epoch = plan.steps_per_epoch() if plan is not None else (config.steps_per_epoch or getattr(hparams, "steps_per_epoch", DATA_FREE_STEPS_PER_EPOCH))
     distiller = build.build_distiller(spec, method, hparams, student, teachers, data, steps_per_epoch, runtime.device)
     distiller.to(runtime.device)
     if runtime.channels_last:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from worker.celery_app import celery_app
+from celery.signals import worker_process_init
+
+# Import the training stack once in the worker's main process (no CUDA is touched here), so every
+# forked job process starts with torch, timm and the methods already loaded.
+import kdcore.train  # noqa: E402,F401
+from api.db import get_engine
 from worker import sweep  # noqa: F401  (starts the reaper/sweeper in the worker's main process)
+from worker.celery_app import celery_app
+from worker.runner import JobRunner
+
+
+@worker_process_init.connect
+def _fresh_connections(**_: object) -> None:
+    """A forked job process must not share the parent's pooled database connections."""
+    get_engine().dispose(close=False)
 
 
 @celery_app.task(name="worker.run_job", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_job(job_id: str) -> None:
-    from worker.runner import JobRunner
-
     JobRunner(job_id).run()
