@@ -31,7 +31,7 @@ bench: install
 	$(PY) -m kdcore.bench all
 
 bench-accuracy: install
-	$(PY) -m kdcore.bench accuracy --write-readme
+	$(PY) -m kdcore.bench.accuracy --write-readme
 
 clean:
 	rm -rf var .pytest_cache
