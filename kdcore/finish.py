@@ -17,6 +17,7 @@ from kdcore.events import MetricPoint, TrainResult
 from kdcore.export import ExportedFile, export_student
 from kdcore.methods import Distiller
 from kdcore.models.loading import Teacher
+from kdcore.profile import count_macs, cpu_latency_ms
 from kdcore.report import write_report
 from kdcore.spec import JobSpec
 
@@ -54,8 +55,30 @@ def finish_run(spec: JobSpec, distiller: Distiller, teachers: list[Teacher], dat
             target = teachers[0] if len(teachers) == 1 else _Ensemble(teachers)
             accuracy = evaluate(target, val)
             metrics.update({"teacher/val/top1": accuracy.top1, "teacher/val/top5": accuracy.top5})
+    metrics.update(_costs(artifacts, student, teachers, data.input_size))
     report = write_report(spec, metrics, history, artifacts, Path(spec.work_dir) / "export" / "report.html")
     return TrainResult(metrics=metrics, artifacts=[*artifacts, report], resumed_from_step=resumed_from)
+
+
+def _costs(artifacts: list[ExportedFile], student: torch.nn.Module, teachers: list[Teacher], input_size: tuple[int, int, int]) -> dict[str, float]:
+    """MACs, CPU latency at batch 1 and 32, and file size, for the exported student and the teachers."""
+    costs: dict[str, float] = {}
+    scorer = _exported_scorer(artifacts) or student.cpu()
+    if (macs := count_macs(student.cpu(), input_size)) is not None:
+        costs["student/macs"] = float(macs)
+    for batch in (1, 32):
+        costs[f"student/latency_ms_b{batch}"] = cpu_latency_ms(scorer, input_size, batch)
+    sizes = [a.path.stat().st_size for a in artifacts if a.kind == "student_safetensors"]
+    if sizes:
+        costs["student/file_bytes"] = float(sizes[0])
+    if teachers:
+        teacher_macs = [count_macs(t.cpu(), tuple(t.source.input_size)) for t in teachers]
+        if all(m is not None for m in teacher_macs):
+            costs["teacher/macs"] = float(sum(teacher_macs))
+        for batch in (1, 32):
+            costs[f"teacher/latency_ms_b{batch}"] = sum(cpu_latency_ms(t.cpu(), input_size, batch) for t in teachers)
+        costs["teacher/file_bytes"] = float(sum(Path(t.source.path).stat().st_size for t in teachers))
+    return costs
 
 
 def _exported_scorer(artifacts: list[ExportedFile]):

@@ -34,22 +34,39 @@ def write_report(spec: JobSpec, metrics: dict[str, float], history: list[MetricP
         series[point.name].append((point.step, point.value))
     curves = "".join(_svg_curve(name, pts) for name, pts in sorted(series.items()) if name in ("train/loss", "val/top1", "val/loss") or name.startswith("method/"))
 
-    def cell(key: str, percent: bool = False) -> str:
+    def cell(key: str, unit: str = "") -> str:
         if key not in metrics:
             return "—"
-        return f"{metrics[key] * 100:.2f}%" if percent else f"{metrics[key]:,.0f}"
+        value = metrics[key]
+        if unit == "%":
+            return f"{value * 100:.2f}%"
+        if unit == "ms":
+            return f"{value:.2f} ms"
+        if unit == "MB":
+            return f"{value / 1e6:.2f} MB"
+        return f"{value:,.0f}"
+
+    def ratio(student_key: str, teacher_key: str) -> str:
+        if student_key in metrics and metrics.get(teacher_key):
+            return f"{metrics[student_key] / metrics[teacher_key]:.2f}×"
+        return "—"
 
     sizes = "".join(f"<li>{html.escape(a.kind)}: {a.path.stat().st_size:,} bytes</li>" for a in artifacts)
-    rows = (
-        f"<tr><th>top-1</th><td>{cell('teacher/val/top1', True)}</td><td>{cell('val/top1', True)}</td></tr>"
-        f"<tr><th>top-5</th><td>{cell('teacher/val/top5', True)}</td><td>{cell('val/top5', True)}</td></tr>"
-        f"<tr><th>parameters</th><td>{cell('teacher/params')}</td><td>{cell('student/params')}</td></tr>"
+    table = [
+        ("top-1", "val/top1", "%"), ("top-5", "val/top5", "%"), ("parameters", "params", ""), ("MACs per image", "macs", ""),
+        ("CPU latency, batch 1", "latency_ms_b1", "ms"), ("CPU latency, batch 32", "latency_ms_b32", "ms"), ("weights file", "file_bytes", "MB"),
+    ]
+    rows = "".join(
+        f"<tr><th>{label}</th><td>{cell('teacher/' + key, unit)}</td><td>{cell(key if key.startswith('val/') else 'student/' + key, unit)}</td>"
+        f"<td>{ratio(key if key.startswith('val/') else 'student/' + key, 'teacher/' + key)}</td></tr>"
+        for label, key, unit in table
     )
     document = f"""<!doctype html><html><head><meta charset="utf-8"><title>Distillery report — {html.escape(spec.name or spec.method)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:60rem}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3rem .8rem;text-align:right}}figure{{display:inline-block;margin:.5rem}}</style></head>
 <body><h1>{html.escape(spec.name or "Distillation job")}</h1>
 <p>Method <b>{html.escape(spec.method)}</b>, student <b>{html.escape(spec.student.arch)}</b>, {spec.training.epochs} epochs, batch {spec.training.batch_size}, seed {spec.training.seed}.</p>
-<h2>Teacher vs student (validation split)</h2><table><tr><th></th><th>teacher</th><th>student</th></tr>{rows}</table>
+<h2>Teacher vs student (validation split)</h2><table><tr><th></th><th>teacher</th><th>student (exported)</th><th>student / teacher</th></tr>{rows}</table>
+<p>Latency: median of 5 CPU forward passes of the exported TorchScript student and the eager teacher(s), in this worker process.</p>
 <h2>Exported files</h2><ul>{sizes}</ul>
 <h2>Curves</h2>{curves}
 </body></html>"""
