@@ -21,7 +21,13 @@ def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((logits.argmax(1) == labels).mean())
 
 
+# The acceptance run (resnet10t, 6 epochs, > 90%) on the production backends; a cheaper student on the
+# embedded default, which exercises the same path.
+BUDGET = {"postgres": ("resnet10t", 6, 0.90), "embedded": ("cifar_resnet8", 3, 0.80)}
+
+
 def test_kd_job_end_to_end(service, trained_teacher, digits32_zip, tmp_path):
+    student_arch, epochs, floor = BUDGET[service.backend]
     client = service.client()
     with open(trained_teacher["path"], "rb") as handle:
         teacher = client.post("/v1/teachers", files={"file": ("teacher.safetensors", handle)},
@@ -35,8 +41,8 @@ def test_kd_job_end_to_end(service, trained_teacher, digits32_zip, tmp_path):
     dataset = dataset.json()
     assert dataset["num_classes"] == 10 and dataset["splits"] == {"train": 1437, "val": 360}
 
-    body = {"name": "resnet10t from a small cnn", "method": "kd", "teachers": [teacher["id"]], "student": {"arch": "resnet10t"},
-            "dataset": dataset["id"], "hyperparams": {}, "training": {"epochs": 6, "batch_size": 64, "lr": 0.05, "augment": "none", "seed": 0},
+    body = {"name": f"{student_arch} from a small cnn", "method": "kd", "teachers": [teacher["id"]], "student": {"arch": student_arch},
+            "dataset": dataset["id"], "hyperparams": {}, "training": {"epochs": epochs, "batch_size": 64, "lr": 0.05, "augment": "none", "seed": 0},
             "export": ["safetensors", "torchscript", "onnx"]}
     created = client.post("/v1/jobs", json=body)
     assert created.status_code == 201, created.text
@@ -44,7 +50,7 @@ def test_kd_job_end_to_end(service, trained_teacher, digits32_zip, tmp_path):
     assert job["status"] == "succeeded", (job["error"], service.logs())
     assert job["attempts"] == 1 and job["progress"]["fraction"] == 1.0
     metrics = job["metrics"]
-    assert metrics["val/top1"] > 0.90, metrics
+    assert metrics["val/top1"] > floor, metrics
 
     items = {a["kind"]: a for a in client.get(f"/v1/jobs/{job['id']}/artifacts").json()["items"]}
     assert set(items) == {"student_safetensors", "student_torchscript", "student_onnx", "report"}
@@ -70,14 +76,14 @@ def test_kd_job_end_to_end(service, trained_teacher, digits32_zip, tmp_path):
     assert abs(teacher_top1 - metrics["teacher/val/top1"]) <= 0.01
 
     safetensors_meta = json.loads(json.dumps(items["student_safetensors"]["metadata"]))
-    assert safetensors_meta["arch"] == "resnet10t" and json.loads(safetensors_meta["input_size"]) == [3, 32, 32]
+    assert safetensors_meta["arch"] == student_arch and json.loads(safetensors_meta["input_size"]) == [3, 32, 32]
     report = _download(client, items["report"]).decode()
     assert "Teacher vs student" in report and "<svg" in report
 
     series = client.get(f"/v1/jobs/{job['id']}/metrics").json()["series"]
     names = {p["name"] for p in series}
     assert {"train/loss", "train/loss/kd", "train/loss/ce", "val/top1"} <= names
-    assert len([p for p in series if p["name"] == "val/top1"]) == 6
+    assert len([p for p in series if p["name"] == "val/top1"]) == epochs
 
     with client.stream("GET", f"/v1/jobs/{job['id']}/events") as stream:
         text = "".join(stream.iter_text())
