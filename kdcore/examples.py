@@ -1,7 +1,7 @@
 """``python -m kdcore.examples DIR``: a dataset archive and a trained teacher to try the service with.
 
 Writes ``DIR/digits32.zip`` (scikit-learn's digits as a 32×32 RGB ImageFolder archive) and
-``DIR/teacher.safetensors`` (a ``cifar_resnet8`` trained on it for a few seconds). Nothing is
+``DIR/teacher.safetensors`` (a ``cifar_resnet20`` trained on it for a few seconds). Nothing is
 downloaded.
 """
 
@@ -37,7 +37,7 @@ def train_example_teacher(archive: Path, out: Path, epochs: int = 8) -> Path:
     work = out.parent / ".teacher-run"
     with zipfile.ZipFile(archive) as handle:
         handle.extractall(work / "data")
-    spec = JobSpec(method="supervised", student={"arch": "cifar_resnet8"}, dataset={"root": work / "data"}, export=["safetensors"], work_dir=work / "run",
+    spec = JobSpec(method="supervised", student={"arch": "cifar_resnet20"}, dataset={"root": work / "data"}, export=["safetensors"], work_dir=work / "run",
                    training={"epochs": epochs, "batch_size": 64, "augment": "none", "input_size": [3, 32, 32], "lr": 0.1})
     result = train(spec)
     shutil.copyfile(result.artifacts[0].path, out)

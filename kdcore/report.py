@@ -66,7 +66,7 @@ def write_report(spec: JobSpec, metrics: dict[str, float], history: list[MetricP
 <body><h1>{html.escape(spec.name or "Distillation job")}</h1>
 <p>Method <b>{html.escape(spec.method)}</b>, student <b>{html.escape(spec.student.arch)}</b>, {spec.training.epochs} epochs, batch {spec.training.batch_size}, seed {spec.training.seed}.</p>
 <h2>Teacher vs student (validation split)</h2><table><tr><th></th><th>teacher</th><th>student (exported)</th><th>student / teacher</th></tr>{rows}</table>
-<p>Latency: median of 5 CPU forward passes of the exported TorchScript student and the eager teacher(s), in this worker process.</p>
+<p>Latency: best of 10 CPU forward passes of the exported TorchScript student and the eager teacher(s), in this worker process.</p>
 <h2>Exported files</h2><ul>{sizes}</ul>
 <h2>Curves</h2>{curves}
 </body></html>"""
