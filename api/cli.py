@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from api.cli_client import add_client_commands, run_client_command
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -78,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     create = key_commands.add_parser("create", help="create a key for a tenant (printed once)")
     create.add_argument("--tenant", required=True)
+    add_client_commands(commands)
     args = parser.parse_args(argv)
+    if getattr(args, "client_command", None):
+        return run_client_command(args)
 
     os.chdir(ROOT) if not os.environ.get("DISTILLERY_DATA_DIR") else None
     if args.command == "migrate":

@@ -14,6 +14,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from api.models import JobEvent, JobRow, utcnow
+from api.services.webhooks import queue_webhook
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 ACTIVE = frozenset({"queued", "running"})
@@ -25,6 +26,8 @@ def transition(session: Session, job_id: str, expected: set[str] | frozenset[str
     Commits with a status event when it changed; otherwise rolls the session back (discarding
     anything the caller staged with it, such as artifact rows) and returns False.
     """
+    if expected & TERMINAL:
+        raise ValueError(f"a job in {sorted(expected & TERMINAL)} has ended; terminal states never change")
     if new_status in TERMINAL:
         values.setdefault("finished_at", utcnow())
     statement = update(JobRow).where(JobRow.id == job_id, JobRow.status.in_(expected))
@@ -35,6 +38,8 @@ def transition(session: Session, job_id: str, expected: set[str] | frozenset[str
         session.rollback()
         return False
     session.add(JobEvent(job_id=job_id, kind="status", name=new_status, data=detail or None))
+    if new_status in TERMINAL:
+        queue_webhook(session, job_id, new_status)
     session.commit()
     return True
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
+from api.logging_config import configure_logging, install_access_log
 from api.metrics import install_metrics
-from api.routes import artifacts, datasets, health, jobs, methods, teachers
+from api.routes import artifact_links, artifacts, datasets, events, health, jobs, methods, teachers, webhooks
 
 
 def create_app() -> FastAPI:
@@ -15,9 +16,11 @@ def create_app() -> FastAPI:
         version="1.0.0",
         summary="Distillation as a service: upload teachers and data, submit a job, download a smaller student.",
     )
+    configure_logging("api")
     install_error_handlers(app)
     install_metrics(app)
-    for module in (health, teachers, datasets, jobs, artifacts, methods):
+    install_access_log(app)
+    for module in (health, teachers, datasets, jobs, events, webhooks, artifacts, artifact_links, methods):
         app.include_router(module.router)
     return app
 

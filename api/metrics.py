@@ -1,4 +1,4 @@
-"""Prometheus ``/metrics``: request counts and latencies, jobs by status, queue depth."""
+"""Prometheus ``/metrics``: request counts and latencies, jobs by status, queue depth, heartbeats and throughput of running jobs."""
 
 from __future__ import annotations
 
@@ -14,15 +14,26 @@ LATENCY = Histogram("distillery_http_request_seconds", "HTTP request latency", [
                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 JOBS = Gauge("distillery_jobs", "Jobs by status", ["status"], registry=REGISTRY)
 QUEUE = Gauge("distillery_queue_depth", "Messages waiting in the broker's job queue", registry=REGISTRY)
+HEARTBEAT_AGE = Gauge("distillery_worker_heartbeat_age_seconds", "Seconds since the worker running a job last wrote its heartbeat", ["worker", "job_id"], registry=REGISTRY)
+SAMPLES = Gauge("distillery_training_samples_per_second", "Training samples per second of a running job over its last two minutes", ["job_id"], registry=REGISTRY)
 
 
 def _refresh_gauges() -> None:
     from api.db import get_sessionmaker
     from api.models import JobRow
+    from api.services.worker_activity import running_jobs
     from worker.celery_app import queue_depth
 
     with get_sessionmaker()() as session:
         counts = dict(session.execute(select(JobRow.status, func.count()).group_by(JobRow.status)).all())
+        running = running_jobs(session)
+    HEARTBEAT_AGE.clear()
+    SAMPLES.clear()
+    for job in running:
+        if job.heartbeat_age_s is not None:
+            HEARTBEAT_AGE.labels(job.worker, job.job_id).set(job.heartbeat_age_s)
+        if job.samples_per_second is not None:
+            SAMPLES.labels(job.job_id).set(job.samples_per_second)
     for status in ("queued", "running", "succeeded", "failed", "cancelled"):
         JOBS.labels(status).set(counts.get(status, 0))
     depth = queue_depth()

@@ -65,6 +65,10 @@ class ObjectStore:
         """Raise if the store cannot be reached (``/readyz``)."""
         raise NotImplementedError
 
+    def presigned_url(self, key: str, filename: str, expires_s: int) -> str | None:
+        """A time-limited URL that downloads the object without the API; None where the store has none."""
+        return None
+
 
 class LocalStore(ObjectStore):
     def __init__(self, root: Path) -> None:

@@ -14,14 +14,15 @@ import torch
 
 from kdcore import build
 from kdcore.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from kdcore.data.loader import training_batches
+from kdcore.data.augment import VariantPool
+from kdcore.data.loader import TrainingBatches
 from kdcore.errors import Cancelled, NanLoss, OutOfMemory, TimeLimitExceeded
 from kdcore.events import MetricPoint, Progress, TrainCallbacks, TrainResult
 from kdcore.finish import finish_run
 from kdcore.methods import Distiller, StepInfo, get_method
 from kdcore.runtime import resolve_runtime
 from kdcore.spec import JobSpec
-from kdcore.teacher_cache import TeacherOutputCache
+from kdcore.teacher_cache import VARIANTS_PER_SAMPLE, TeacherOutputCache, teacher_store_dir
 
 DATA_FREE_STEPS_PER_EPOCH = 50
 
@@ -62,8 +63,19 @@ def train(spec: JobSpec, callbacks: TrainCallbacks | None = None) -> TrainResult
         distiller.to(memory_format=torch.channels_last)
     if runtime.compile:
         distiller.student.compile()
-    if data.train is not None and config.teacher_cache == "auto" and teachers and config.augment == "none":
-        distiller.teacher_cache = TeacherOutputCache(len(data.train), data.num_classes, len(teachers), device=runtime.device)
+
+    def stop_if_asked() -> None:
+        if callbacks.should_cancel():
+            raise Cancelled("the job was cancelled")
+        if config.time_limit_s is not None and time.monotonic() - started > config.time_limit_s:
+            raise TimeLimitExceeded(f"the job ran past its time limit of {config.time_limit_s:.0f} s while computing teacher outputs; raise training.time_limit_s or lower epochs")
+
+    pool = None
+    if data.train is not None and config.teacher_cache == "auto" and teachers and not method.needs_teacher_features:
+        if config.augment == "flip_crop":
+            pool = VariantPool(len(data.train), data.train.images.shape[-2], data.train.images.shape[-1], config.seed, VARIANTS_PER_SAMPLE)
+        distiller.teacher_cache = TeacherOutputCache(data.train, pool, len(teachers), runtime.device, teacher_store_dir(spec.work_dir), runtime.amp_dtype, stop_if_asked)
+    source = TrainingBatches(data.train, plan, runtime.device, config.augment == "flip_crop", pool) if plan is not None else None
     optimizer = build.build_optimizer(config, distiller)
     total_steps = steps_per_epoch * config.epochs
     schedule = build.build_schedule(config, optimizer, total_steps)
@@ -97,8 +109,8 @@ def train(spec: JobSpec, callbacks: TrainCallbacks | None = None) -> TrainResult
     samples = 0
     for epoch in range(start_epoch, config.epochs):
         distiller.train()
-        if plan is not None:
-            batches = training_batches(data.train, plan, epoch, start_step if epoch == start_epoch else 0, config.augment == "flip_crop", runtime.device)
+        if source is not None:
+            batches = source.epoch(epoch, start_step if epoch == start_epoch else 0)
         else:
             batches = iter([None] * (steps_per_epoch - (start_step if epoch == start_epoch else 0)))
         step = start_step if epoch == start_epoch else 0

@@ -1,7 +1,8 @@
 """One attempt at one job: claim it, train it with kdcore, publish what it made, record how it ended.
 
 Every status write is conditional on this worker still owning the job, so a worker that was
-declared lost (and whose job now runs elsewhere) cannot overwrite the newer attempt.
+declared lost (and whose job now runs elsewhere) cannot overwrite the newer attempt. The writes that
+start and end an attempt ride out a database restart (:func:`worker.callbacks.retry_db`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from api.jobstate import heartbeat, transition
 from api.models import ArtifactRow, CheckpointRow, JobRow, utcnow
 from api.storage import LocalStore, get_store
 from kdcore.errors import Cancelled, KdError
-from worker.callbacks import DatabaseCallbacks
+from worker.callbacks import DatabaseCallbacks, retry_db
+from worker.mlflow_handoff import hand_off_to_registry
 from worker.spec_builder import build_job_spec, job_work_dir
 
 log = logging.getLogger("distillery.worker")
@@ -53,6 +55,9 @@ class JobRunner:
         self.store = get_store()
 
     def claim(self) -> bool:
+        return retry_db(self._claim_once, f"claim {self.job_id}")
+
+    def _claim_once(self) -> bool:
         with session_scope() as session:
             job = session.get(JobRow, self.job_id)
             if job is None or job.status != "queued":
@@ -84,11 +89,12 @@ class JobRunner:
     def _train_and_publish(self) -> None:
         from kdcore.train import train
 
-        with session_scope() as session:
-            job = session.get(JobRow, self.job_id)
-            spec = build_job_spec(session, self.settings, self.store, job)
-            previous_metrics = dict(job.metrics or {})
-            tenant = job.tenant_id
+        def load():
+            with session_scope() as session:
+                job = session.get(JobRow, self.job_id)
+                return build_job_spec(session, self.settings, self.store, job), dict(job.metrics or {}), job.tenant_id
+
+        spec, previous_metrics, tenant = retry_db(load, f"load {self.job_id}")
         self._restore_checkpoint(spec.work_dir)
         callbacks = DatabaseCallbacks(self.job_id, self.worker, self.store, f"tenants/{tenant}/jobs/{self.job_id}/checkpoints")
         callbacks.latest.update(previous_metrics)
@@ -107,33 +113,52 @@ class JobRunner:
         if row is not None and not (work_dir / "checkpoints" / os.path.basename(row.storage_key)).exists():
             target = work_dir / "checkpoints" / os.path.basename(row.storage_key)
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self.store.fetch(row.storage_key, target), target)
+            self.store.fetch(row.storage_key, target)
             target.with_suffix(".sha256").write_text(row.sha256)
 
     def _publish(self, tenant: str, result, latest: dict[str, float]) -> None:
-        stored = []
-        for item in result.artifacts:
-            key = f"tenants/{tenant}/jobs/{self.job_id}/artifacts/{item.path.name}"
-            obj = self.store.put_file(key, item.path)
-            stored.append(ArtifactRow(id=new_id("art"), job_id=self.job_id, tenant_id=tenant, kind=item.kind, filename=item.path.name,
-                                      size_bytes=obj.size_bytes, sha256=obj.sha256, storage_key=key, meta=item.metadata))
+        prefix = f"tenants/{tenant}/jobs/{self.job_id}/artifacts"
+        stored = [(item, self.store.put_file(f"{prefix}/{item.path.name}", item.path)) for item in result.artifacts]
         metrics = {**latest, **result.metrics, "job/resumed_from_step": float(result.resumed_from_step)}
-        with session_scope() as session:
-            session.add_all(stored)
-            session.flush()
-            if not transition(session, self.job_id, {"running"}, "succeeded", where={"worker": self.worker, "cancel_requested": False},
-                              metrics=metrics, progress=_done_progress(session, self.job_id)):
-                self.store.delete_prefix(f"tenants/{tenant}/jobs/{self.job_id}/artifacts")
-                with session_scope() as again:
-                    transition(again, self.job_id, {"running"}, "cancelled", where={"worker": self.worker}, error_code="cancelled",
-                               error_message="cancelled by request while finishing; no student was published")
-                return
-        shutil.rmtree(job_work_dir(self.settings, self.job_id), ignore_errors=True)
+
+        def record() -> bool:
+            with session_scope() as session:
+                session.add_all([ArtifactRow(id=new_id("art"), job_id=self.job_id, tenant_id=tenant, kind=item.kind, filename=item.path.name,
+                                             size_bytes=obj.size_bytes, sha256=obj.sha256, storage_key=obj.key, meta=item.metadata) for item, obj in stored])
+                session.flush()
+                return transition(session, self.job_id, {"running"}, "succeeded", where={"worker": self.worker, "cancel_requested": False},
+                                  metrics=metrics, progress=_done_progress(session, self.job_id))
+
+        if retry_db(record, f"publish {self.job_id}") or self._already_published(prefix):
+            hand_off_to_registry(self.job_id, result.artifacts, self.settings)  # only when the job asked; records its own outcome, never raises
+            shutil.rmtree(job_work_dir(self.settings, self.job_id), ignore_errors=True)
+
+    def _already_published(self, prefix: str) -> bool:
+        """The success write changed nothing: a retried commit that had gone through, a cancel meanwhile, or the job is no longer ours."""
+        def state():
+            with session_scope() as session:
+                job = session.get(JobRow, self.job_id)
+                return job.status, job.worker, job.cancel_requested
+
+        status, worker, cancel_requested = retry_db(state, f"read {self.job_id}")
+        if worker == self.worker and status == "succeeded":
+            return True
+        if worker == self.worker and status == "running" and cancel_requested:
+            self.store.delete_prefix(prefix)
+            self._end("cancelled", "cancelled", "cancelled by request while finishing; no student was published")
+        else:
+            log.warning("job %s: %s no longer owns it (status %s, worker %s); publishing nothing", self.job_id, self.worker, status, worker)
+        return False
 
     def _end(self, status: str, code: str, message: str) -> None:
-        with session_scope() as session:
-            transition(session, self.job_id, {"running"}, status, where={"worker": self.worker}, error_code=code, error_message=message)
-        log.info("job %s ended %s (%s): %s", self.job_id, status, code, message)
+        def write() -> bool:
+            with session_scope() as session:
+                return transition(session, self.job_id, {"running"}, status, where={"worker": self.worker}, error_code=code, error_message=message)
+
+        if retry_db(write, f"end {self.job_id}"):
+            log.info("job %s ended %s (%s): %s", self.job_id, status, code, message)
+        else:
+            log.info("job %s was not ended %s here: it is no longer running under %s", self.job_id, status, self.worker)
 
 
 def _done_progress(session, job_id: str) -> dict:

@@ -4,16 +4,22 @@
   it goes back to ``queued`` (attempts are counted when it is claimed again) and is re-sent, or
   fails with ``worker_lost`` after ``max_attempts``. This does not depend on the broker's
   visibility timeout.
-* A queued job not picked up for ``DISTILLERY_REQUEUE_AFTER_S`` is re-sent, so a message lost by a
-  broker restart (or never sent because the broker was down) cannot strand a job. Duplicates are
-  harmless: only one claim can win.
+* A queued job not picked up for ``DISTILLERY_REQUEUE_AFTER_S`` is re-sent unless its message is
+  still waiting in the broker's queue, so a message lost by a broker restart (or never sent because
+  the broker was down) cannot strand a job, while a job that only waits its turn in a long queue is
+  not sent again and again. Delivered-but-unacknowledged messages do not count: with one prefetched
+  message per process a delivered job is claimed at once, so a queued job holding one was delivered
+  to a worker that died. When the queue cannot be read the job is re-sent anyway: duplicates are
+  harmless, only one claim can win.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from datetime import timedelta
+from pathlib import Path
 
 from celery.signals import worker_ready, worker_shutdown
 from sqlalchemy import select, update
@@ -25,6 +31,32 @@ from api.models import JobRow, utcnow
 
 log = logging.getLogger("distillery.worker.sweep")
 _stop = threading.Event()
+JOB_ID = re.compile(rb"job_[0-9a-f]+")
+
+
+def _read_message(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:  # consumed while the folder was being listed
+        return b""
+
+
+def jobs_waiting_in_queue() -> set[str] | None:
+    """IDs of the jobs whose message waits in the broker's queue; None when the queue cannot be read."""
+    from worker.celery_app import QUEUE, celery_app
+
+    settings = get_settings()
+    try:
+        if settings.uses_embedded_broker:
+            raw = [_read_message(path) for path in (settings.broker_folder / "queue").glob("*.msg")]
+        else:
+            with celery_app.connection_for_read() as connection:
+                client = connection.default_channel.client
+                raw = client.lrange(QUEUE, 0, -1)
+    except Exception as exc:  # unreadable broker: the caller re-sends everything it doubts
+        log.warning("cannot list the broker's queue (%s); re-sending every stale queued job", exc)
+        return None
+    return {found.decode() for item in raw for found in JOB_ID.findall(item if isinstance(item, bytes) else item.encode())}
 
 
 def reap_and_requeue() -> list[str]:
@@ -44,6 +76,8 @@ def reap_and_requeue() -> list[str]:
                 log.warning("job %s lost its worker (attempt %d); re-queued", job.id, job.attempts)
                 resend.append(job.id)
         waiting = session.scalars(select(JobRow.id).where(JobRow.status == "queued", JobRow.enqueued_at < now - timedelta(seconds=settings.requeue_after_s))).all()
+        if waiting and (in_queue := jobs_waiting_in_queue()) is not None:
+            waiting = [job_id for job_id in waiting if job_id not in in_queue]
         if waiting:
             session.execute(update(JobRow).where(JobRow.id.in_(waiting), JobRow.status == "queued").values(enqueued_at=now))
         resend += [job_id for job_id in waiting if job_id not in resend]

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import sklearn.datasets  # noqa: F401  (built-in datasets and the model registry import these lazily: ~5 s per job if not preloaded)
+import timm  # noqa: F401
+import torchvision.models  # noqa: F401
 from celery.signals import worker_process_init
 
 # Import the training stack once in the worker's main process (no CUDA is touched here), so every
 # forked job process starts with torch, timm and the methods already loaded.
 import kdcore.train  # noqa: E402,F401
+import worker.logging_hooks  # noqa: F401  (JSON or text logs carrying job IDs)
+import worker.webhooks  # noqa: F401  (starts the webhook dispatcher in the worker's main process)
 from api.db import get_engine
 from worker import sweep  # noqa: F401  (starts the reaper/sweeper in the worker's main process)
 from worker.celery_app import celery_app

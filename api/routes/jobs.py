@@ -12,14 +12,17 @@ from sse_starlette.sse import EventSourceResponse
 
 from api.db import get_sessionmaker
 from api.deps import SessionDep, SettingsDep, TenantDep
-from api.errors import not_found
+from api.errors import ApiError, not_found
 from api.jobstate import TERMINAL
 from api.models import ArtifactRow, JobEvent, JobRow
 from api.queue import enqueue_job
 from api.schemas.common import Page
 from api.schemas.jobs import ArtifactList, ArtifactOut, JobCreate, JobOut, MetricPointOut, MetricSeries
 from api.services import jobs as service
+from api.services.events import event_payload as _event_payload
+from api.services.events import iso_time as _iso
 from api.services.listing import MAX_LIMIT, paginate
+from api.services.webhooks import require_signing_secret
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -35,6 +38,10 @@ def _job(session, tenant: str, job_id: str) -> JobRow:
 @router.post("", status_code=201, response_model=JobOut)
 def create_job(body: JobCreate, response: Response, session: SessionDep, settings: SettingsDep, tenant: TenantDep,
                idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> JobOut:
+    if body.webhook_url is not None:
+        require_signing_secret(session, settings, tenant)
+    if body.registry is not None and not (settings.mlflow_tracking_uri or "").startswith(("http://", "https://")):
+        raise ApiError(422, "this server has no MLflow tracking server configured (MLFLOW_TRACKING_URI is not an http(s) URL), so 'registry' cannot be honoured; remove 'registry' or ask the operator to set MLFLOW_TRACKING_URI")
     job, created = service.create_job(session, settings, tenant, body, idempotency_key)
     if created:
         enqueue_job(job.id)
@@ -77,17 +84,6 @@ def job_artifacts(job_id: str, session: SessionDep, tenant: TenantDep) -> Artifa
     _job(session, tenant, job_id)
     rows = session.scalars(select(ArtifactRow).where(ArtifactRow.job_id == job_id).order_by(ArtifactRow.id)).all()
     return ArtifactList(items=[ArtifactOut(id=r.id, kind=r.kind, filename=r.filename, size_bytes=r.size_bytes, sha256=r.sha256, metadata=r.meta or {}) for r in rows])
-
-
-def _iso(value) -> str:
-    text = value.isoformat()
-    return text if value.tzinfo else text + "Z"
-
-
-def _event_payload(event: JobEvent) -> dict:
-    if event.kind == "status":
-        return {"seq": event.seq, "type": "status", "status": event.name, "time": _iso(event.time), "detail": event.data}
-    return {"seq": event.seq, "type": "metric", "name": event.name, "step": event.step, "epoch": event.epoch, "value": event.value, "time": _iso(event.time)}
 
 
 def _events_after(job_id: str, after: int) -> tuple[list[dict], str]:

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints
 
 from api.schemas.common import Timestamped
 from kdcore.spec import ExportFormat, TrainingConfig
@@ -13,6 +13,14 @@ class StudentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     arch: str = Field(description="a timm, torchvision or kdcore architecture name, e.g. cifar_resnet8x4 or resnet10t")
     init: str | None = Field(default=None, description="a teacher upload ID (tch_…) or artifact ID (art_…) holding weights to start from")
+
+
+class RegistryRequest(BaseModel):
+    """Register the finished student in the MLflow model registry the server is configured with (MLFLOW_TRACKING_URI)."""
+
+    model_config = ConfigDict(extra="forbid")
+    model_name: str = Field(min_length=1, max_length=200, pattern=r"^\w[\w .\-]*$", description="registered model name; created if missing, each job adds a version")
+    stage_tags: dict[Annotated[str, StringConstraints(pattern=r"^\w[\w.\- ]*$", max_length=250)], Annotated[str, StringConstraints(max_length=5000)]] = Field(default_factory=dict, max_length=32, description="tags set on the new model version, e.g. {\"stage\": \"candidate\"}")
 
 
 class JobCreate(BaseModel):
@@ -26,6 +34,7 @@ class JobCreate(BaseModel):
     training: TrainingConfig
     export: list[ExportFormat] = Field(default_factory=lambda: ["safetensors", "torchscript", "onnx"])
     webhook_url: AnyHttpUrl | None = None
+    registry: RegistryRequest | None = None
 
 
 class JobError(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import select
@@ -15,6 +15,7 @@ from api.errors import ApiError
 from api.ids import new_id
 from api.models import DatasetRow
 from api.schemas.datasets import DatasetOut
+from api.services.uploads import ensure_storage_quota
 from api.storage import get_store
 from kdcore.data import imagefolder
 from kdcore.data.archive import ArchiveLimits, extract_archive
@@ -22,7 +23,7 @@ from kdcore.data.builtin import BUILTIN_DATASETS, builtin_info
 from kdcore.errors import BadDataset
 
 BUILTIN_PREFIX = "builtin:"
-EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def builtin_datasets() -> list[DatasetOut]:
@@ -42,6 +43,7 @@ def extracted_cache(settings: Settings, digest: str) -> Path:
 
 
 def create_dataset(session: Session, settings: Settings, tenant: str, path: Path, size: int, digest: str, name: str | None) -> DatasetRow:
+    ensure_storage_quota(session, settings, tenant, size)
     scratch = settings.resolved_data_dir / "tmp"
     scratch.mkdir(parents=True, exist_ok=True)
     extracted = Path(tempfile.mkdtemp(dir=scratch, prefix="ds-"))

@@ -118,13 +118,13 @@ def create_job(session: Session, settings: Settings, tenant: str, body: JobCreat
     spec, teachers = validate(session, tenant, body)
     job = JobRow(id=new_id("job"), tenant_id=tenant, name=body.name, method=body.method, status="queued", spec=spec, progress={}, metrics={},
                  max_attempts=settings.max_attempts, idempotency_key=idempotency_key, request_hash=digest, enqueued_at=utcnow())
-    session.add(job)
-    session.flush()
-    session.add_all([JobTeacher(job_id=job.id, teacher_id=t.id) for t in {t.id: t for t in teachers}.values()])
-    session.add(JobEvent(job_id=job.id, kind="status", name="queued"))
     try:
+        session.add(job)
+        session.flush()
+        session.add_all([JobTeacher(job_id=job.id, teacher_id=t.id) for t in {t.id: t for t in teachers}.values()])
+        session.add(JobEvent(job_id=job.id, kind="status", name="queued"))
         session.commit()
-    except IntegrityError:
+    except IntegrityError:  # a concurrent request with the same Idempotency-Key inserted first (raised at flush or commit)
         session.rollback()
         existing = _by_idempotency_key(session, tenant, idempotency_key, digest) if idempotency_key else None
         if existing is None:

@@ -1,19 +1,31 @@
-"""Teacher uploads: parse the form, load and run the model once, store it, record it."""
+"""Teacher uploads: parse the form, load and run the model once, store it, record it.
+
+Code-carrying formats (TorchScript, ``.pt2``) are loaded in a child process that has no network
+(a fresh network namespace), an address-space and CPU-time cap, a wall-clock limit, no inherited
+descriptors or credentials (a bare environment, a scratch working folder), and whose output is read
+only as far as its last 64 KiB. If the host cannot give the child its own network namespace the
+upload is refused (503) rather than loaded without that isolation.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
+import resource
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.core.config import Settings
+from api.core.config import Settings, get_settings
 from api.errors import ApiError
 from api.ids import new_id
 from api.models import TeacherRow
+from api.services.uploads import ensure_storage_quota
 from api.storage import get_store
 from kdcore.errors import BadTeacher
 from kdcore.spec import CODE_TEACHER_FORMATS, TeacherSource
@@ -21,6 +33,11 @@ from kdcore.spec import CODE_TEACHER_FORMATS, TeacherSource
 FORMATS = ("safetensors", "state_dict", "onnx", "torchscript", "exported_program")
 SUFFIX = {"safetensors": ".safetensors", "state_dict": ".pt", "onnx": ".onnx", "torchscript": ".pt", "exported_program": ".pt2"}
 CODE_MODEL_TIMEOUT_S = 120
+CODE_MODEL_ADDRESS_SPACE_BYTES = 12 * 1024**3  # importing torch alone maps ~3.6 GB; the rest is for the model
+OUTPUT_TAIL_BYTES = 64 * 1024
+CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 def parse_floats(field: str, text: str | None, count: int | None = None) -> list[float] | None:
@@ -54,25 +71,68 @@ def check_format(fmt: str, arch: str | None, settings: Settings) -> None:
         raise ApiError(422, f"format {fmt!r} needs 'arch': a timm or torchvision model name or a kdcore one such as cifar_resnet32x4")
 
 
-def inspect_teacher(source: TeacherSource) -> tuple[int, bool]:
-    """(params, supports_features). Code formats are loaded in a separate, time-limited process."""
+class IsolationUnavailable(Exception):
+    """The host refuses to give a child process its own network namespace."""
+
+
+def _confine(address_space_bytes: int, cpu_seconds: int) -> None:
+    """Runs in the child between fork and exec: caps first, then a private, empty network namespace."""
+    resource.setrlimit(resource.RLIMIT_AS, (address_space_bytes, address_space_bytes))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if _LIBC.unshare(CLONE_NEWNET) != 0 and _LIBC.unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET) is not permitted")
+
+
+def _tail(handle) -> str:  # noqa: ANN001
+    handle.seek(max(0, os.fstat(handle.fileno()).st_size - OUTPUT_TAIL_BYTES))
+    return handle.read().decode(errors="replace")
+
+
+def run_isolated(argv: list[str], timeout_s: float, address_space_bytes: int = CODE_MODEL_ADDRESS_SPACE_BYTES) -> tuple[int, str, str]:
+    """(returncode, stdout tail, stderr tail) of ``argv`` run confined; raises TimeoutExpired or IsolationUnavailable."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    with tempfile.TemporaryDirectory(prefix="isolated-") as scratch, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        try:
+            done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=scratch, env={**env, "HOME": scratch}, timeout=timeout_s,
+                                  preexec_fn=lambda: _confine(address_space_bytes, int(timeout_s) + 5), check=False)
+        except subprocess.SubprocessError as exc:
+            if isinstance(exc, subprocess.TimeoutExpired):
+                raise
+            raise IsolationUnavailable(str(exc)) from exc
+        return done.returncode, _tail(out), _tail(err)
+
+
+def inspect_teacher(source: TeacherSource, timeout_s: float = CODE_MODEL_TIMEOUT_S) -> tuple[int, bool]:
+    """(params, supports_features). Code formats are loaded and run once in a confined child process."""
     if source.format not in CODE_TEACHER_FORMATS:
         from kdcore.models.loading import check_teacher
 
         loaded = check_teacher(source)
         return loaded.params, loaded.supports_features
+    source = source.model_copy(update={"path": Path(source.path).resolve()})
     try:
-        done = subprocess.run([sys.executable, "-m", "kdcore", "inspect-teacher", source.model_dump_json()], capture_output=True, text=True, timeout=CODE_MODEL_TIMEOUT_S, check=False)
+        code, stdout, stderr = run_isolated([sys.executable, "-m", "kdcore", "inspect-teacher", source.model_dump_json()], timeout_s)
     except subprocess.TimeoutExpired:
-        raise BadTeacher(f"loading the model took longer than {CODE_MODEL_TIMEOUT_S} s") from None
-    lines = done.stdout.strip().splitlines()
-    result = json.loads(lines[-1]) if lines else {"error": {"message": done.stderr.strip()[-300:] or "the model could not be loaded"}}
-    if "error" in result:
-        raise BadTeacher(result["error"]["message"])
-    return int(result["params"]), False
+        raise BadTeacher(f"loading and running the model took longer than {timeout_s:.0f} s") from None
+    except IsolationUnavailable as exc:
+        raise ApiError(503, f"this server cannot load code-carrying models in isolation ({exc}); the operator must allow network namespaces (CAP_SYS_ADMIN or user namespaces) or unset DISTILLERY_ALLOW_CODE_MODELS") from None
+    lines = stdout.strip().splitlines()
+    try:
+        result = json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        result = {}
+    if code == 0 and isinstance(result.get("params"), int):
+        return result["params"], False
+    if code == 2 and isinstance(result.get("error"), dict):
+        raise BadTeacher(str(result["error"].get("message", "the model could not be loaded"))[:500])
+    if code < 0:
+        raise BadTeacher(f"the model's loader was killed by signal {-code} (over the {CODE_MODEL_ADDRESS_SPACE_BYTES >> 30} GiB memory or CPU-time cap?)")
+    raise BadTeacher(f"the model could not be loaded (exit status {code}): {stderr.strip()[-300:] or 'no message'}")
 
 
 def create_teacher(session: Session, tenant: str, path: Path, size: int, digest: str, fmt: str, arch: str | None, num_classes: int, input_size: tuple[int, int, int], mean, std, name: str | None) -> TeacherRow:
+    ensure_storage_quota(session, get_settings(), tenant, size)
     source = TeacherSource(path=path, format=fmt, arch=arch, num_classes=num_classes, input_size=input_size, mean=mean, std=std, name=name)
     params, supports_features = inspect_teacher(source)
     teacher_id = new_id("tch")

@@ -1,17 +1,23 @@
-"""Spool an upload to a private temp file with a size cap and a sha256, never holding it in memory."""
+"""Spool an upload to a private temp file with a size cap and a sha256, never holding it in memory;
+and keep each tenant under its storage quota (teachers + datasets + artifacts)."""
 
 from __future__ import annotations
 
 import tempfile
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from fastapi import UploadFile
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from api.core.config import Settings
 from api.errors import ApiError
+from api.models import ArtifactRow, DatasetRow, TeacherRow
 from api.storage import UploadTooLarge, copy_hashed
+
+QUOTA_RETRY_AFTER_S = 3600
 
 
 @contextmanager
@@ -32,3 +38,23 @@ def spooled_upload(upload: UploadFile, settings: Settings, suffix: str = "") -> 
         yield path, size, digest
     finally:
         path.unlink(missing_ok=True)
+
+
+def tenant_storage_bytes(session: Session, tenant: str) -> int:
+    """Bytes the tenant keeps in storage: its teachers, datasets and job artifacts."""
+    total = 0
+    for model in (TeacherRow, DatasetRow, ArtifactRow):
+        total += session.scalar(select(func.coalesce(func.sum(model.size_bytes), 0)).where(model.tenant_id == tenant)) or 0
+    return int(total)
+
+
+def ensure_storage_quota(session: Session, settings: Settings, tenant: str, incoming_bytes: int) -> None:
+    """429 with Retry-After when storing ``incoming_bytes`` more would pass DISTILLERY_TENANT_MAX_STORAGE_BYTES.
+
+    Checked before the upload is stored; two uploads racing each other can overshoot by one file.
+    """
+    used = tenant_storage_bytes(session, tenant)
+    limit = settings.tenant_max_storage_bytes
+    if used + incoming_bytes > limit:
+        raise ApiError(429, f"this tenant stores {used} bytes and this upload adds {incoming_bytes}, over its quota of {limit} bytes; "
+                            "delete teachers or datasets it no longer needs, then retry", headers={"Retry-After": str(QUOTA_RETRY_AFTER_S)})

@@ -6,8 +6,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from kdcore.data.builtin import BUILTIN_DATASETS, builtin_split
-from kdcore.data.images import ImageSet, fit_to_size
 from kdcore.data.imagefolder import load_split as load_imagefolder_split
+from kdcore.data.images import ImageSet, fit_to_size
 from kdcore.spec import DatasetSource
 
 

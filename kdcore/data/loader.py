@@ -1,8 +1,14 @@
 """Batches for training and evaluation, reproducible from (seed, epoch) alone.
 
 The order of epoch ``e`` is a permutation drawn from a generator seeded with ``(seed, e)``, and the
-augmentation of step ``s`` from ``(seed, e, s)``. A resumed run therefore needs only the epoch and
-step to continue exactly where it stopped: no sampler state to pickle.
+augmentation of step ``s`` from ``(seed, e, s)`` (or from a fixed :class:`VariantPool` slot chosen
+by ``(seed, e)``). A resumed run therefore needs only the epoch and step to continue exactly where
+it stopped: no sampler state to pickle.
+
+No DataLoader: images are decoded once into one uint8 tensor, so a batch is a gather, a convert and
+an augment. On CUDA the whole uint8 set is copied to the GPU once when it fits
+(``DEVICE_RESIDENT_MAX_BYTES``), so steps move no images across PCIe; larger sets go through pinned
+memory with non-blocking copies.
 """
 
 from __future__ import annotations
@@ -13,13 +19,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from kdcore.data.augment import CropFlip, apply_crop_flip, draw_crop_flip
+from kdcore.data.augment import CropFlip, VariantPool, apply_crop_flip, draw_crop_flip, seeded_generator
 from kdcore.data.images import ImageSet
+
+DEVICE_RESIDENT_MAX_BYTES = 2 * 1024**3
+ORDER_STREAM, AUGMENT_STREAM = 1, 2
 
 
 @dataclass
 class Batch:
-    """A training batch: float images in [0,1], labels, dataset indices and the augmentation used."""
+    """A training batch: float images in [0,1], labels, dataset indices (CPU) and the augmentation used."""
 
     images: Tensor
     labels: Tensor
@@ -27,15 +36,8 @@ class Batch:
     augment: CropFlip | None = None
 
 
-def _generator(*keys: int) -> torch.Generator:
-    seed = 0
-    for key in keys:
-        seed = (seed * 1_000_003 + int(key)) % (2**63 - 1)
-    return torch.Generator().manual_seed(seed)
-
-
 def epoch_order(num_items: int, seed: int, epoch: int) -> Tensor:
-    return torch.randperm(num_items, generator=_generator(seed, epoch, 1))
+    return torch.randperm(num_items, generator=seeded_generator(seed, epoch, ORDER_STREAM))
 
 
 class BatchPlan:
@@ -58,17 +60,41 @@ class BatchPlan:
         return [order[i * self.batch_size : (i + 1) * self.batch_size] for i in range(steps)]
 
 
-def training_batches(data: ImageSet, plan: BatchPlan, epoch: int, start_step: int, augment: bool, device: torch.device) -> Iterator[Batch]:
-    """Yield the batches of ``epoch`` from ``start_step`` on, gathered, converted and augmented."""
-    for step, indices in enumerate(plan.batches(epoch)):
-        if step < start_step:
-            continue
-        images = data.images[indices].to(device, non_blocking=True).float().div_(255.0)
-        params = None
-        if augment:
-            params = draw_crop_flip(len(indices), images.shape[-2], images.shape[-1], _generator(plan.seed, epoch, step, 2))
-            images = apply_crop_flip(images, params)
-        yield Batch(images, data.labels[indices].to(device, non_blocking=True), indices, params)
+class TrainingBatches:
+    """The batches of any epoch of one run: ``plan`` says which samples, ``augment``/``pool`` how they look."""
+
+    def __init__(self, data: ImageSet, plan: BatchPlan, device: torch.device, augment: bool, pool: VariantPool | None = None) -> None:
+        self.plan = plan
+        self.device = device
+        self.augment = augment
+        self.pool = pool if augment else None
+        resident = device.type != "cpu" and data.images.numel() <= DEVICE_RESIDENT_MAX_BYTES
+        self.images = data.images.to(device) if resident else data.images
+        self.labels = data.labels.to(device)
+
+    def _gather(self, indices: Tensor) -> Tensor:
+        if self.images.device == self.device:
+            return self.images[indices.to(self.device, non_blocking=True)]
+        picked = self.images[indices]
+        if self.device.type == "cuda":
+            picked = picked.pin_memory()
+        return picked.to(self.device, non_blocking=True)
+
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
+        """Yield the batches of ``epoch`` from ``start_step`` on, gathered, converted and augmented."""
+        variant = self.pool.epoch_variant(epoch) if self.pool is not None else None
+        for step, indices in enumerate(self.plan.batches(epoch)):
+            if step < start_step:
+                continue
+            images = self._gather(indices).float().div_(255.0)
+            params = None
+            if variant is not None:
+                params = self.pool.params(indices, variant)
+            elif self.augment:
+                params = draw_crop_flip(len(indices), images.shape[-2], images.shape[-1], seeded_generator(self.plan.seed, epoch, step, AUGMENT_STREAM))
+            if params is not None:
+                images = apply_crop_flip(images, params)
+            yield Batch(images, self.labels[indices.to(self.labels.device)], indices, params)
 
 
 def evaluation_batches(data: ImageSet, batch_size: int, device: torch.device) -> Iterator[tuple[Tensor, Tensor]]:

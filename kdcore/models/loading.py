@@ -3,17 +3,28 @@
 * ``safetensors``: a state dict in a format that cannot hold code, into a registered architecture.
 * ``state_dict``: ``torch.load(weights_only=True)`` only — the restricted unpickler refuses any
   pickle that would import or call something.
-* ``onnx``: a graph run by onnxruntime (logits only); external data files are refused.
+* ``onnx``: a graph run by onnxruntime (logits only); a tensor anywhere in the model (initializers,
+  node attributes, subgraphs, functions) that points at external data is refused.
 * ``torchscript`` / ``exported_program``: PyTorch treats these as code; callers decide whether the
-  operator allowed them (``DISTILLERY_ALLOW_CODE_MODELS``) and isolate the load.
+  operator allowed them (``DISTILLERY_ALLOW_CODE_MODELS``) and isolate the load. Even then no
+  Python pickle inside them runs: a TorchScript archive's pickles may only name TorchScript/torch
+  types (its C++ unpickler never calls Python), and ``torch.export.load`` — which falls back to the
+  full unpickler for sample inputs and pickled constants — runs with weights-only loading forced.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import pickle
+import pickletools
 import struct
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -26,6 +37,13 @@ from kdcore.models.registry import create_model, is_model
 from kdcore.spec import TeacherSource
 
 MAX_SAFETENSORS_HEADER_BYTES = 64 * 1024 * 1024
+TORCHSCRIPT_PICKLE_GLOBALS = ("__torch__.", "torch.", "collections.OrderedDict")
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message (torch often starts with a blank one)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:300]
 
 
 def read_safetensors_metadata(path: Path) -> dict[str, str]:
@@ -59,7 +77,7 @@ def _read_state_dict(path: Path, fmt: str) -> dict[str, Tensor]:
         except Exception as exc:
             raise BadTeacher(
                 "the file could not be read as a weights-only state dict (code-carrying pickles are refused; "
-                f"save with torch.save(model.state_dict(), path)): {str(exc).splitlines()[0][:300]}"
+                f"save with torch.save(model.state_dict(), path)): {_first_line(exc)}"
             ) from exc
         state = loaded
         for key in ("state_dict", "model", "model_state_dict"):
@@ -101,9 +119,8 @@ class OnnxLogits(nn.Module):
             graph = onnx.load(str(path), load_external_data=False)
         except Exception as exc:
             raise BadTeacher(f"the file is not a readable ONNX model: {exc}") from exc
-        for tensor in graph.graph.initializer:
-            if tensor.data_location == onnx.TensorProto.EXTERNAL:
-                raise BadTeacher("ONNX models with external data are refused; export with all weights inside the file")
+        if any(tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data) for tensor in _onnx_tensors(graph)):
+            raise BadTeacher("ONNX models with external data are refused; export with all weights inside the file")
         self.params = int(sum(int(np.prod(t.dims)) for t in graph.graph.initializer))
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, torch.get_num_threads())
@@ -116,6 +133,80 @@ class OnnxLogits(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         out = self.session.run(None, {self.input_name: x.detach().float().cpu().numpy()})[0]
         return torch.from_numpy(np.asarray(out)).to(x.device)
+
+
+def _onnx_tensors(model) -> Iterator:  # noqa: ANN001  (an onnx.ModelProto)
+    """Every TensorProto a model holds: initializers, node attributes, subgraphs and functions."""
+
+    def graph_tensors(graph) -> Iterator:  # noqa: ANN001
+        yield from graph.initializer
+        yield from (t for sparse in graph.sparse_initializer for t in (sparse.values, sparse.indices))
+        yield from (t for node in graph.node for t in node_tensors(node))
+
+    def node_tensors(node) -> Iterator:  # noqa: ANN001
+        for attribute in node.attribute:
+            yield from [attribute.t, *attribute.tensors] if attribute.HasField("t") else attribute.tensors
+            sparse = [attribute.sparse_tensor] if attribute.HasField("sparse_tensor") else []
+            yield from (t for item in [*sparse, *attribute.sparse_tensors] for t in (item.values, item.indices))
+            for graph in [attribute.g, *attribute.graphs] if attribute.HasField("g") else attribute.graphs:
+                yield from graph_tensors(graph)
+
+    yield from graph_tensors(model.graph)
+    yield from (t for function in model.functions for node in function.node for t in node_tensors(node))
+
+
+def pickle_globals(data: bytes) -> set[str]:
+    """The ``module.name`` of every global a pickle would import, read without unpickling it."""
+    found: set[str] = set()
+    strings: list[str] = []
+    for opcode, argument, _ in pickletools.genops(data):
+        if opcode.name in ("GLOBAL", "INST"):
+            found.add(str(argument).replace(" ", "."))
+        elif opcode.name == "STACK_GLOBAL":
+            found.add(".".join(strings[-2:]))
+        if isinstance(argument, str):
+            strings.append(argument)
+    return found
+
+
+def _check_torchscript_pickles(path: Path) -> None:
+    """Refuse a TorchScript archive whose pickles name anything but TorchScript and torch types."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".pkl"):
+                    continue
+                try:
+                    names = pickle_globals(archive.read(info))
+                except Exception as exc:
+                    raise BadTeacher(f"{info.filename} in the TorchScript archive is not a readable pickle ({_first_line(exc)})") from None
+                foreign = sorted(n for n in names if not n.startswith(TORCHSCRIPT_PICKLE_GLOBALS))
+                if foreign:
+                    raise BadTeacher(f"{info.filename} in the TorchScript archive imports {foreign[0]!r}, which TorchScript never does; refused")
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise BadTeacher(f"the file is not a TorchScript archive (a zip written by torch.jit.save): {_first_line(exc)}") from None
+
+
+@contextmanager
+def _weights_only_unpickling() -> Iterator[None]:
+    """Make every ``torch.load`` weights-only and every plain ``pickle.loads`` fail while torch.export reads a .pt2."""
+    from torch.export.pt2_archive import _package
+
+    def refuse(*_: object, **__: object) -> None:
+        raise BadTeacher("the .pt2 holds a pickled Python object, which could run code; export the model without opaque objects")
+
+    previous_env = os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD")
+    previous_pickle = _package.pickle
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+    _package.pickle = SimpleNamespace(loads=refuse, load=refuse, dumps=previous_pickle.dumps)
+    try:
+        yield
+    finally:
+        _package.pickle = previous_pickle
+        if previous_env is None:
+            os.environ.pop("TORCH_FORCE_WEIGHTS_ONLY_LOAD", None)
+        else:
+            os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = previous_env
 
 
 @dataclass
@@ -137,17 +228,25 @@ def _load_module(source: TeacherSource) -> tuple[nn.Module, int]:
         module = OnnxLogits(path)
         return module, module.params
     if source.format == "torchscript":
+        _check_torchscript_pickles(path)
         try:
             model = torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:
-            raise BadTeacher(f"the file is not a TorchScript archive: {str(exc).splitlines()[0][:300]}") from exc
+            raise BadTeacher(f"the file is not a TorchScript archive: {_first_line(exc)}") from exc
         return model, sum(p.numel() for p in model.parameters())
     if source.format == "exported_program":
         try:
-            program = torch.export.load(str(path))
+            with _weights_only_unpickling():
+                program = torch.export.load(str(path))
+        except BadTeacher:
+            raise
+        except pickle.UnpicklingError as exc:
+            raise BadTeacher("the .pt2 holds a pickle that is not plain tensors (it could run code when loaded); refused") from exc
         except Exception as exc:
-            raise BadTeacher(f"the file is not a torch.export program (.pt2): {str(exc).splitlines()[0][:300]}") from exc
+            raise BadTeacher(f"the file is not a torch.export program (.pt2): {_first_line(exc)}") from exc
         model = program.module()
+        for frozen_mode_switch in ("train", "eval"):  # torch raises on these; the graph keeps the mode it was exported in
+            model.__dict__.pop(frozen_mode_switch, None)
         return model, sum(p.numel() for p in program.state_dict.values())
     raise BadTeacher(f"unknown format {source.format!r}")
 
@@ -186,7 +285,7 @@ def check_teacher(source: TeacherSource, batch: int = 2) -> LoadedTeacher:
         with torch.inference_mode():
             out = teacher(sample)
     except Exception as exc:
-        raise BadTeacher(f"the model failed on a [{batch}, {', '.join(map(str, source.input_size))}] input: {str(exc).splitlines()[0][:300]}") from exc
+        raise BadTeacher(f"the model failed on a [{batch}, {', '.join(map(str, source.input_size))}] input: {_first_line(exc)}") from exc
     if not isinstance(out, Tensor) or tuple(out.shape) != (batch, source.num_classes):
         shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise BadTeacher(f"the model returned {shape} for a batch of {batch}, expected [{batch}, {source.num_classes}] logits; check num_classes and input_size")

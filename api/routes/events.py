@@ -1,0 +1,31 @@
+"""The paged JSON twin of the SSE stream, for clients that poll instead of holding a connection open."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from api.deps import SessionDep, TenantDep
+from api.errors import ApiError, not_found
+from api.models import JobRow
+from api.schemas.events import JobEventOut, JobEventPage
+from api.services.events import events_page
+from api.services.listing import MAX_LIMIT
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+
+@router.get("/{job_id}/events/list", response_model=JobEventPage)
+def list_job_events(job_id: str, session: SessionDep, tenant: TenantDep, after: Annotated[int, Query(ge=0)] = 0,
+                    cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50) -> JobEventPage:
+    """Events with ``seq`` above ``after`` (or ``cursor``, the ``next_cursor`` of the previous page), oldest first."""
+    if session.scalar(select(JobRow.id).where(JobRow.id == job_id, JobRow.tenant_id == tenant)) is None:
+        raise not_found("job", job_id)
+    if cursor is not None:
+        if not cursor.isdigit():
+            raise ApiError(422, f"cursor {cursor!r} is not one this endpoint gave out; pass the next_cursor of the previous page, or ?after=<seq>")
+        after = int(cursor)
+    items, next_cursor = events_page(session, job_id, after, limit)
+    return JobEventPage(items=[JobEventOut(**item) for item in items], next_cursor=next_cursor)

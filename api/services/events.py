@@ -1,0 +1,31 @@
+"""One JSON shape for a job event, shared by the SSE stream and the paged event list."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.models import JobEvent
+
+
+def iso_time(value: datetime) -> str:
+    text = value.isoformat()
+    return text if value.tzinfo else text + "Z"
+
+
+def event_payload(event: JobEvent) -> dict[str, Any]:
+    if event.kind == "status":
+        return {"seq": event.seq, "type": "status", "status": event.name, "time": iso_time(event.time), "detail": event.data}
+    if event.kind == "registry":  # the MLflow hand-off after success: name "registered" or "failed", detail says which version or why
+        return {"seq": event.seq, "type": "registry", "name": event.name, "time": iso_time(event.time), "detail": event.data}
+    return {"seq": event.seq, "type": "metric", "name": event.name, "step": event.step, "epoch": event.epoch, "value": event.value, "time": iso_time(event.time)}
+
+
+def events_page(session: Session, job_id: str, after: int, limit: int) -> tuple[list[dict[str, Any]], str | None]:
+    """Events with ``seq > after`` in order; the cursor is the last seq returned when more are waiting."""
+    rows = session.scalars(select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.seq > after).order_by(JobEvent.seq).limit(limit + 1)).all()
+    items = [event_payload(r) for r in rows[:limit]]
+    return items, (str(items[-1]["seq"]) if len(rows) > limit else None)

@@ -1,0 +1,6 @@
+"""Benchmarks that ship with kdcore: ``python -m kdcore.bench all|train|meal|api``.
+
+Every figure is printed next to a floor measured in the same run on the same machine (a
+hand-written PyTorch loop, the same job without teacher-output reuse, ``/healthz``), so the
+ratios hold on a noisy shared machine where absolute times do not.
+"""

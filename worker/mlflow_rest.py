@@ -1,0 +1,125 @@
+"""The few MLflow tracking-server calls the registry hand-off needs, over its REST API with httpx.
+
+Speaking HTTP keeps the ``mlflow`` package and its dependency tree out of the product's runtime.
+The endpoints are the documented ones of MLflow 2 and 3: ``/api/2.0/mlflow/...`` for tracking and
+the model registry, and the artifacts proxy ``/api/2.0/mlflow-artifacts/artifacts/...`` that
+``mlflow server`` serves by default, so the worker needs no credentials for the artifact store
+behind it. Every failure becomes an :class:`MlflowError` whose message is a sentence for the job.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ARTIFACTS_PROXY = "/api/2.0/mlflow-artifacts/artifacts"
+PARAMS_PER_CALL = 100  # MLflow's log-batch limits
+METRICS_PER_CALL = 1000
+
+
+class MlflowError(Exception):
+    """An MLflow call that failed; the message says which call, what MLflow answered and what to check."""
+
+
+class MlflowClientEnv(BaseSettings):
+    """MLflow's own client variables, read the way the ``mlflow`` client reads them."""
+
+    model_config = SettingsConfigDict(env_prefix="MLFLOW_", extra="ignore")
+
+    tracking_token: SecretStr | None = None
+    tracking_username: str | None = None
+    tracking_password: SecretStr | None = None
+    experiment_name: str = "distillery"
+    http_request_timeout: float = 120.0
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class MlflowRest:
+    def __init__(self, tracking_uri: str, env: MlflowClientEnv) -> None:
+        self.tracking_uri = tracking_uri.rstrip("/")
+        auth = None
+        headers = {}
+        if env.tracking_token is not None:
+            headers["Authorization"] = f"Bearer {env.tracking_token.get_secret_value()}"
+        elif env.tracking_username and env.tracking_password is not None:
+            auth = httpx.BasicAuth(env.tracking_username, env.tracking_password.get_secret_value())
+        self.http = httpx.Client(base_url=self.tracking_uri, headers=headers, auth=auth, timeout=env.http_request_timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _call(self, method: str, endpoint: str, what: str, *, allow: tuple[str, ...] = (), **kwargs: Any) -> dict[str, Any]:
+        """One request; an MLflow ``error_code`` listed in ``allow`` comes back as ``{"error_code": …}`` instead of raising."""
+        try:
+            response = self.http.request(method, endpoint, **kwargs)
+        except httpx.HTTPError as exc:
+            raise MlflowError(f"could not reach MLflow at {self.tracking_uri} to {what} ({type(exc).__name__}: {exc}); check MLFLOW_TRACKING_URI and that the server is up") from exc
+        try:
+            body = response.json() if response.content else {}
+        except ValueError:
+            body = {}
+        if response.is_success:
+            return body
+        code = body.get("error_code") if isinstance(body, dict) else None
+        if code in allow:
+            return {"error_code": code}
+        detail = (body.get("message") if isinstance(body, dict) else None) or response.text[:300]
+        raise MlflowError(f"MLflow at {self.tracking_uri} refused to {what}: HTTP {response.status_code} {code or ''} {detail}".replace("  ", " ").strip())
+
+    def experiment_id(self, name: str) -> str:
+        """The experiment's ID, creating it first if it does not exist (a concurrent creator is fine)."""
+        for _ in range(2):
+            found = self._call("GET", "/api/2.0/mlflow/experiments/get-by-name", f"look up experiment {name!r}", params={"experiment_name": name}, allow=("RESOURCE_DOES_NOT_EXIST",))
+            if "experiment" in found:
+                return found["experiment"]["experiment_id"]
+            created = self._call("POST", "/api/2.0/mlflow/experiments/create", f"create experiment {name!r}", json={"name": name}, allow=("RESOURCE_ALREADY_EXISTS",))
+            if "experiment_id" in created:
+                return created["experiment_id"]
+        raise MlflowError(f"MLflow at {self.tracking_uri} neither finds nor creates experiment {name!r}; is it deleted? restore or purge it, or set MLFLOW_EXPERIMENT_NAME")
+
+    def create_run(self, experiment_id: str, run_name: str, tags: dict[str, str]) -> tuple[str, str]:
+        """Start a run; returns its ID and its artifact URI."""
+        body = {"experiment_id": experiment_id, "run_name": run_name, "start_time": now_ms(), "tags": [{"key": k, "value": v} for k, v in tags.items()]}
+        info = self._call("POST", "/api/2.0/mlflow/runs/create", "create a run", json=body)["run"]["info"]
+        return info["run_id"], info["artifact_uri"]
+
+    def log_batch(self, run_id: str, params: dict[str, str], metrics: list[dict[str, Any]]) -> None:
+        items = list(params.items())
+        for start in range(0, len(items), PARAMS_PER_CALL):
+            chunk = [{"key": k, "value": v} for k, v in items[start:start + PARAMS_PER_CALL]]
+            self._call("POST", "/api/2.0/mlflow/runs/log-batch", "log the job's parameters", json={"run_id": run_id, "params": chunk})
+        for start in range(0, len(metrics), METRICS_PER_CALL):
+            self._call("POST", "/api/2.0/mlflow/runs/log-batch", "log the job's metrics", json={"run_id": run_id, "metrics": metrics[start:start + METRICS_PER_CALL]})
+
+    def proxied_artifact_url(self, artifact_uri: str, relative: str) -> str:
+        """Where the artifacts proxy takes a file of a run whose artifact URI is ``mlflow-artifacts:/…``."""
+        parts = urlsplit(artifact_uri)
+        if parts.scheme != "mlflow-artifacts":
+            raise MlflowError(f"MLflow at {self.tracking_uri} gives runs the artifact location {artifact_uri!r}, which only its artifacts proxy can take from Distillery; "
+                              "run 'mlflow server' with artifact serving on (the default; not --no-serve-artifacts) and use an experiment whose artifact location is mlflow-artifacts:/…")
+        base = f"{urlsplit(self.tracking_uri).scheme}://{parts.netloc}" if parts.netloc else self.tracking_uri
+        return f"{base}{ARTIFACTS_PROXY}/{quote(posixpath.join(parts.path.strip('/'), relative))}"
+
+    def upload(self, artifact_uri: str, relative: str, path: Path) -> None:
+        with open(path, "rb") as handle:  # httpx streams a real file with its Content-Length
+            self._call("PUT", self.proxied_artifact_url(artifact_uri, relative), f"upload {relative} to the run's artifacts", content=handle)
+
+    def ensure_registered_model(self, name: str, description: str) -> None:
+        self._call("POST", "/api/2.0/mlflow/registered-models/create", f"create registered model {name!r}", json={"name": name, "description": description}, allow=("RESOURCE_ALREADY_EXISTS",))
+
+    def create_model_version(self, name: str, source: str, run_id: str, tags: dict[str, str], description: str) -> str:
+        body = {"name": name, "source": source, "run_id": run_id, "description": description, "tags": [{"key": k, "value": v} for k, v in tags.items()]}
+        return str(self._call("POST", "/api/2.0/mlflow/model-versions/create", f"create a version of registered model {name!r}", json=body)["model_version"]["version"])
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        self._call("POST", "/api/2.0/mlflow/runs/update", f"mark the run {status}", json={"run_id": run_id, "status": status, "end_time": now_ms()})
