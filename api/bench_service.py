@@ -34,8 +34,9 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 CONCURRENCY = (8, 64)
-REQUESTS, SECONDS, WARMUP = 3000, 8.0, 200
+REQUESTS, SECONDS, WARMUP = 2000, 6.0, 200
 POST_REQUESTS = 800
+REQUEST_TIMEOUT_S = 10.0
 P99_TARGET_MS, SUBMIT_TARGET_S = 25.0, 1.0
 TIMED_SUBMISSIONS = 3
 
@@ -59,7 +60,7 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
         if name.strip().lower() == b"content-length":
             length = int(value)
         elif name.strip().lower() == b"transfer-encoding":
-            raise RuntimeError("chunked responses are not expected from these endpoints")
+            raise ValueError("chunked responses are not expected from these endpoints")
     await reader.readexactly(length)
     return status
 
@@ -82,7 +83,12 @@ async def _load(port: int, request: bytes, concurrency: int, count: int, seconds
                     recording["since"] = time.perf_counter()
                 started = time.perf_counter()
                 writer.write(request)
-                status = await _read_response(reader)
+                try:
+                    status = await asyncio.wait_for(_read_response(reader), REQUEST_TIMEOUT_S)
+                except (TimeoutError, OSError, ValueError, IndexError, asyncio.IncompleteReadError):
+                    status = 599  # no usable answer: count it, and go on over a fresh connection
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 if not warm:
                     latencies.append(time.perf_counter() - started)
                     failures += status >= 400
@@ -235,6 +241,15 @@ class RssSampler(threading.Thread):
             self.peak_process_kib = max([self.peak_process_kib, *(_rss_kib(p, "VmHWM") for p in pids)])
 
 
+def _wait_for_log(path: Path, text: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{path.name} did not say {text!r} within {timeout:.0f} s")
+
+
 def worker_section(folder: Path) -> dict:
     from datetime import datetime
 
@@ -244,25 +259,22 @@ def worker_section(folder: Path) -> dict:
         worker = service.start("worker")
         with service.client() as client:
             service.wait_ready(client)
-            body = _job_body(_upload_teacher(client, folder, "cifar_resnet20", (3, 32, 32)), (3, 32, 32))
-
-            def finished(job_id: str) -> dict:
-                while (job := client.get(f"/v1/jobs/{job_id}").json())["status"] not in ("succeeded", "failed", "cancelled"):
-                    time.sleep(0.2)
-                return job
-
-            warm = finished(client.post("/v1/jobs", json=body).json()["id"])
+            body = _job_body(_upload_teacher(client, folder, "cifar_resnet8", (3, 16, 16)), (3, 16, 16))
+            _wait_for_log(service.folder / "worker.log", "ready.")
+            time.sleep(1.0)
             idle_kib = sum(_rss_kib(p, "VmRSS") for p in _tree(worker.pid))
             sampler = RssSampler(worker.pid)
             sampler.start()
-            observed, recorded = [], []
+            observed, recorded, outcomes = [], [], []
             for _ in range(TIMED_SUBMISSIONS):
                 started = time.perf_counter()
                 job = client.post("/v1/jobs", json=body).json()
                 while (status := client.get(f"/v1/jobs/{job['id']}").json())["status"] == "queued":
                     time.sleep(0.005)
                 observed.append(time.perf_counter() - started)
-                done = finished(job["id"])
+                while (done := client.get(f"/v1/jobs/{job['id']}").json())["status"] not in ("succeeded", "failed", "cancelled"):
+                    time.sleep(0.2)
+                outcomes.append(done["status"])
                 recorded.append((datetime.fromisoformat(status["started_at"]) - datetime.fromisoformat(job["created_at"])).total_seconds())
                 _log(f"submit→running {observed[-1]:.3f} s (rows: {recorded[-1]:.3f} s), job {done['status']}")
             sampler.done.set()
@@ -270,14 +282,14 @@ def worker_section(folder: Path) -> dict:
     finally:
         service.stop()
     seen, rows_median = statistics.median(observed), statistics.median(recorded)
-    return {"title": "Worker: submit-to-running with an idle worker, and memory during a job",
+    return {"title": "Worker: submit-to-running with an idle worker, and memory during jobs",
             "columns": ["Measure", "Value", "Target", "Met"],
-            "rows": [["Submit → `running`, seen by a client polling every 5 ms (median of 3)", f"{seen:.3f} s", f"< {SUBMIT_TARGET_S:.0f} s", "yes" if seen < SUBMIT_TARGET_S else "**no**"],
-                     ["Submit → `running`, from the job row's created_at/started_at (median of 3)", f"{rows_median:.3f} s", f"< {SUBMIT_TARGET_S:.0f} s", "yes" if rows_median < SUBMIT_TARGET_S else "**no**"],
+            "rows": [[f"Submit → `running`, seen by a client polling every 5 ms (median of {TIMED_SUBMISSIONS})", f"{seen:.3f} s", f"< {SUBMIT_TARGET_S:.0f} s", "yes" if seen < SUBMIT_TARGET_S else "**no**"],
+                     [f"Submit → `running`, from the job's created_at/started_at (median of {TIMED_SUBMISSIONS})", f"{rows_median:.3f} s", f"< {SUBMIT_TARGET_S:.0f} s", "yes" if rows_median < SUBMIT_TARGET_S else "**no**"],
                      ["Peak RSS of one job process (VmHWM)", f"{sampler.peak_process_kib / 1024:.0f} MiB", "—", "—"],
                      ["Peak RSS of the whole worker (all processes, sampled every 50 ms)", f"{sampler.peak_total_kib / 1024:.0f} MiB", "—", "—"],
                      ["Idle worker RSS (all processes)", f"{idle_kib / 1024:.0f} MiB", "—", "—"]],
-            "notes": [f"jobs: kd, cifar_resnet20 → cifar_resnet8 on digits at 32×32, 1 epoch; warm-up job {warm['status']}; "
+            "notes": [f"jobs: kd, cifar_resnet8 → cifar_resnet8 on digits at 16×16, 1 epoch, one after another ({', '.join(outcomes)}); "
                       "one job per child process (max-tasks-per-child 1), filesystem broker polled every 0.1 s"]}
 
 

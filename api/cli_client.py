@@ -186,6 +186,8 @@ def _event_line(event: JobEvent) -> str:
     if event.type == "metric":
         epoch = f" epoch {event.epoch + 1}" if event.epoch is not None else ""
         return f"{event.time} metric {event.name}={event.value:.6g} step {event.step}{epoch}"
+    if event.type == "registry":
+        return f"{event.time} registry {event.name} {json.dumps(event.detail)}"
     return f"end: the job {event.status}"
 
 
@@ -223,6 +225,8 @@ class _Watch:
             changed = event.status != self.status
             self.status = event.status or self.status
             return changed
+        if event.type != "metric":
+            return False
         self.epoch = (event.epoch or 0) + 1
         if event.name == "train/loss":
             self.loss, self.step = event.value, event.step or self.step

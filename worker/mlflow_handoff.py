@@ -92,13 +92,15 @@ def _register(settings: Settings, facts: dict[str, Any], request: dict[str, Any]
         source = f"{artifact_uri}/{STUDENT_DIR}"
         version = rest.create_model_version(name, source, run_id, {**request.get("stage_tags", {}), "distillery.job_id": facts["id"]}, summary)
         rest.finish_run(run_id, "FINISHED")
-    except MlflowError as exc:
+    except Exception as exc:
         if run_id is not None:
             _close_failed_run(rest, run_id)
-        raise RegistryFailed(str(exc), run_id) from exc
+        if isinstance(exc, MlflowError):
+            raise RegistryFailed(str(exc), run_id) from exc
+        raise
     finally:
         rest.close()
-    return {"model_name": name, "version": version, "run_id": run_id, "experiment_id": experiment_id, "source": source, "tracking_uri": uri}
+    return {"model_name": name, "version": version, "run_id": run_id, "experiment_id": experiment_id, "source": source, "tracking_uri": rest.tracking_uri}
 
 
 def _close_failed_run(rest: MlflowRest, run_id: str) -> None:

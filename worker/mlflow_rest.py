@@ -40,20 +40,26 @@ class MlflowClientEnv(BaseSettings):
     http_request_timeout: float = 120.0
 
 
+def redacted(uri: str) -> str:
+    """The URI without any user:password part, fit for messages and job events."""
+    parts = urlsplit(uri)
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl()
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
 class MlflowRest:
     def __init__(self, tracking_uri: str, env: MlflowClientEnv) -> None:
-        self.tracking_uri = tracking_uri.rstrip("/")
+        self.tracking_uri = redacted(tracking_uri.rstrip("/"))
         auth = None
         headers = {}
         if env.tracking_token is not None:
             headers["Authorization"] = f"Bearer {env.tracking_token.get_secret_value()}"
         elif env.tracking_username and env.tracking_password is not None:
             auth = httpx.BasicAuth(env.tracking_username, env.tracking_password.get_secret_value())
-        self.http = httpx.Client(base_url=self.tracking_uri, headers=headers, auth=auth, timeout=env.http_request_timeout)
+        self.http = httpx.Client(base_url=tracking_uri.rstrip("/"), headers=headers, auth=auth, timeout=env.http_request_timeout)
 
     def close(self) -> None:
         self.http.close()
@@ -81,11 +87,15 @@ class MlflowRest:
         for _ in range(2):
             found = self._call("GET", "/api/2.0/mlflow/experiments/get-by-name", f"look up experiment {name!r}", params={"experiment_name": name}, allow=("RESOURCE_DOES_NOT_EXIST",))
             if "experiment" in found:
-                return found["experiment"]["experiment_id"]
+                experiment = found["experiment"]
+                if experiment.get("lifecycle_stage", "active") != "active":
+                    raise MlflowError(f"MLflow experiment {name!r} at {self.tracking_uri} is deleted; restore it ('mlflow experiments restore --experiment-id "
+                                      f"{experiment['experiment_id']}'), or set MLFLOW_EXPERIMENT_NAME on the workers to another experiment")
+                return experiment["experiment_id"]
             created = self._call("POST", "/api/2.0/mlflow/experiments/create", f"create experiment {name!r}", json={"name": name}, allow=("RESOURCE_ALREADY_EXISTS",))
             if "experiment_id" in created:
                 return created["experiment_id"]
-        raise MlflowError(f"MLflow at {self.tracking_uri} neither finds nor creates experiment {name!r}; is it deleted? restore or purge it, or set MLFLOW_EXPERIMENT_NAME")
+        raise MlflowError(f"MLflow at {self.tracking_uri} neither finds nor creates experiment {name!r}; check the server's log, or set MLFLOW_EXPERIMENT_NAME to another experiment")
 
     def create_run(self, experiment_id: str, run_name: str, tags: dict[str, str]) -> tuple[str, str]:
         """Start a run; returns its ID and its artifact URI."""
@@ -105,10 +115,11 @@ class MlflowRest:
         """Where the artifacts proxy takes a file of a run whose artifact URI is ``mlflow-artifacts:/…``."""
         parts = urlsplit(artifact_uri)
         if parts.scheme != "mlflow-artifacts":
-            raise MlflowError(f"MLflow at {self.tracking_uri} gives runs the artifact location {artifact_uri!r}, which only its artifacts proxy can take from Distillery; "
-                              "run 'mlflow server' with artifact serving on (the default; not --no-serve-artifacts) and use an experiment whose artifact location is mlflow-artifacts:/…")
-        base = f"{urlsplit(self.tracking_uri).scheme}://{parts.netloc}" if parts.netloc else self.tracking_uri
-        return f"{base}{ARTIFACTS_PROXY}/{quote(posixpath.join(parts.path.strip('/'), relative))}"
+            raise MlflowError(f"MLflow at {self.tracking_uri} gave the run the artifact location {artifact_uri!r}, but Distillery uploads only through MLflow's "
+                              "artifacts proxy (mlflow-artifacts:/…); run 'mlflow server' with artifact serving on (the default, not --no-serve-artifacts) "
+                              "and point MLFLOW_EXPERIMENT_NAME at an experiment created under it")
+        path = f"{ARTIFACTS_PROXY}/{quote(posixpath.join(parts.path.strip('/'), relative))}"
+        return f"{self.http.base_url.scheme}://{parts.netloc}{path}" if parts.netloc else path
 
     def upload(self, artifact_uri: str, relative: str, path: Path) -> None:
         with open(path, "rb") as handle:  # httpx streams a real file with its Content-Length

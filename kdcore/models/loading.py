@@ -41,9 +41,9 @@ TORCHSCRIPT_PICKLE_GLOBALS = ("__torch__.", "torch.", "collections.OrderedDict")
 
 
 def _first_line(exc: BaseException) -> str:
-    """The first non-empty line of an exception's message (torch often starts with a blank one)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:300]
+    """The line of an exception's message that says what went wrong (the last one for a TorchScript traceback)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    return (lines[-1] if lines[0].startswith("The following operation failed in the TorchScript interpreter") else lines[0])[:300]
 
 
 def read_safetensors_metadata(path: Path) -> dict[str, str]:
