@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint bench bench-accuracy clean
+.PHONY: install run test test-fast soak lint bench bench-accuracy clean
 
 $(STAMP): requirements/cpu.txt requirements/base.txt requirements/dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow" tests/unit
+
+# 200 jobs from 4 tenants on 2 workers against PostgreSQL + Redis (the test suite runs a smaller one)
+soak: install
+	CI=true DISTILLERY_SOAK_JOBS=200 $(PY) -m pytest -q -s -p no:cacheprovider --timeout 3600 tests/e2e/test_soak.py
 
 lint: install
 	$(VENV)/bin/ruff check api worker kdcore tests

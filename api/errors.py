@@ -1,4 +1,9 @@
-"""Every refusal as ``application/problem+json`` (RFC 9457) with a sentence a person can act on."""
+"""Every refusal as ``application/problem+json`` (RFC 9457) with a sentence a person can act on.
+
+:func:`install_error_handlers` also documents those answers on every operation of the OpenAPI
+document (it must run before the routers are included) and answers 405 with an ``Allow`` header
+that lists every method of the path, not only those of the first route that matched it.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,22 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
+from api.schemas.common import Problem
 from kdcore.errors import KdError
 
 PROBLEM = "application/problem+json"
 TITLES = {400: "Bad request", 401: "Unauthorized", 404: "Not found", 405: "Method not allowed", 409: "Conflict", 413: "Payload too large", 415: "Unsupported media type", 422: "Unprocessable content", 429: "Too many requests", 500: "Internal server error", 503: "Service unavailable"}
+
+
+DOCUMENTED_PROBLEMS = (400, 401, 404, 409, 413, 422, 429, 503)
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "description": TITLES[status], "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    for status in DOCUMENTED_PROBLEMS
+}
 
 
 class ApiError(Exception):
@@ -44,7 +58,19 @@ def _json_safe(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on this path (Starlette lists only the first partial match's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE and getattr(route, "methods", None):
+            methods |= set(route.methods)
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.router.responses = {**PROBLEM_RESPONSES, **app.router.responses}
+
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return problem(exc.status, exc.detail, exc.errors, exc.headers, exc.type)
@@ -61,9 +87,17 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem(422, f"{where}: {first['msg']}", errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else TITLES.get(exc.status_code, "Error")
-        return problem(exc.status_code, detail, headers=getattr(exc, "headers", None))
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+            detail = f"{request.method} is not allowed on this path; use {headers['Allow']}"
+        return problem(exc.status_code, detail, headers=headers or None)
+
+    @app.exception_handler(DataError)
+    async def _unstorable(_: Request, exc: DataError) -> JSONResponse:
+        return problem(422, "a value in the request cannot be stored or searched for (a NUL character in a text, or a number out of range); remove it and retry")
 
     @app.exception_handler(OperationalError)
     async def _database_down(_: Request, exc: OperationalError) -> JSONResponse:

@@ -4,13 +4,13 @@
   it goes back to ``queued`` (attempts are counted when it is claimed again) and is re-sent, or
   fails with ``worker_lost`` after ``max_attempts``. This does not depend on the broker's
   visibility timeout.
-* A queued job not picked up for ``DISTILLERY_REQUEUE_AFTER_S`` is re-sent unless its message is
-  still waiting in the broker's queue, so a message lost by a broker restart (or never sent because
-  the broker was down) cannot strand a job, while a job that only waits its turn in a long queue is
-  not sent again and again. Delivered-but-unacknowledged messages do not count: with one prefetched
-  message per process a delivered job is claimed at once, so a queued job holding one was delivered
-  to a worker that died. When the queue cannot be read the job is re-sent anyway: duplicates are
-  harmless, only one claim can win.
+* A queued job not picked up for ``DISTILLERY_REQUEUE_AFTER_S`` is re-sent unless the broker still
+  holds a live message for it, so a message lost by a broker restart (or never sent because the
+  broker was down) cannot strand a job, while a job that only waits its turn in a long queue is
+  not sent again and again. Live means waiting in the queue, or handed to a worker less than
+  ``DISTILLERY_REQUEUE_AFTER_S`` ago and not yet acknowledged (a worker claims what it is handed
+  within seconds; an older unacknowledged message went to a worker that died). When the broker
+  cannot be read the job is re-sent anyway: duplicates are harmless, only one claim can win.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from api.models import JobRow, utcnow
 log = logging.getLogger("distillery.worker.sweep")
 _stop = threading.Event()
 JOB_ID = re.compile(rb"job_[0-9a-f]+")
+REDIS_UNACKED, REDIS_UNACKED_INDEX = "unacked", "unacked_index"  # kombu's Redis transport: messages handed out, and when
 
 
 def _read_message(path: Path) -> bytes:
@@ -41,20 +43,21 @@ def _read_message(path: Path) -> bytes:
         return b""
 
 
-def jobs_waiting_in_queue() -> set[str] | None:
-    """IDs of the jobs whose message waits in the broker's queue; None when the queue cannot be read."""
+def jobs_with_live_messages(handed_out_since: float) -> set[str] | None:
+    """IDs of the jobs the broker holds a live message for; None when the broker cannot be read."""
     from worker.celery_app import QUEUE, celery_app
 
     settings = get_settings()
     try:
-        if settings.uses_embedded_broker:
+        if settings.uses_embedded_broker:  # kombu's filesystem transport keeps only waiting messages on disk
             raw = [_read_message(path) for path in (settings.broker_folder / "queue").glob("*.msg")]
         else:
             with celery_app.connection_for_read() as connection:
                 client = connection.default_channel.client
-                raw = client.lrange(QUEUE, 0, -1)
+                tags = client.zrangebyscore(REDIS_UNACKED_INDEX, handed_out_since, "+inf")
+                raw = [*client.lrange(QUEUE, 0, -1), *(m for m in (client.hmget(REDIS_UNACKED, tags) if tags else []) if m)]
     except Exception as exc:  # unreadable broker: the caller re-sends everything it doubts
-        log.warning("cannot list the broker's queue (%s); re-sending every stale queued job", exc)
+        log.warning("cannot list the broker's messages (%s); re-sending every stale queued job", exc)
         return None
     return {found.decode() for item in raw for found in JOB_ID.findall(item if isinstance(item, bytes) else item.encode())}
 
@@ -76,8 +79,8 @@ def reap_and_requeue() -> list[str]:
                 log.warning("job %s lost its worker (attempt %d); re-queued", job.id, job.attempts)
                 resend.append(job.id)
         waiting = session.scalars(select(JobRow.id).where(JobRow.status == "queued", JobRow.enqueued_at < now - timedelta(seconds=settings.requeue_after_s))).all()
-        if waiting and (in_queue := jobs_waiting_in_queue()) is not None:
-            waiting = [job_id for job_id in waiting if job_id not in in_queue]
+        if waiting and (live := jobs_with_live_messages(time.time() - settings.requeue_after_s)) is not None:
+            waiting = [job_id for job_id in waiting if job_id not in live]
         if waiting:
             session.execute(update(JobRow).where(JobRow.id.in_(waiting), JobRow.status == "queued").values(enqueued_at=now))
         resend += [job_id for job_id in waiting if job_id not in resend]

@@ -9,7 +9,7 @@ from api.deps import SessionDep, SettingsDep, TenantDep
 from api.errors import ApiError, not_found
 from api.jobstate import ACTIVE
 from api.models import DatasetRow, JobRow
-from api.schemas.common import Page
+from api.schemas.common import Page, PageCursor
 from api.schemas.datasets import DatasetOut
 from api.services import datasets as service
 from api.services.listing import MAX_LIMIT, paginate
@@ -33,7 +33,7 @@ def upload_dataset(
 
 
 @router.get("", response_model=Page[DatasetOut])
-def list_datasets(session: SessionDep, tenant: TenantDep, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50, cursor: str | None = None) -> Page[DatasetOut]:
+def list_datasets(session: SessionDep, tenant: TenantDep, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50, cursor: PageCursor = None) -> Page[DatasetOut]:
     rows, next_cursor = paginate(session, select(DatasetRow).where(DatasetRow.tenant_id == tenant), DatasetRow.id, limit, cursor)
     items = [service.dataset_out(r) for r in rows]
     if cursor is None:

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from api.deps import SessionDep, TenantDep
 from api.errors import ApiError, not_found
 from api.models import JobRow
+from api.schemas.common import MAX_EVENT_SEQ
 from api.schemas.events import JobEventOut, JobEventPage
 from api.services.events import events_page
 from api.services.listing import MAX_LIMIT
@@ -18,8 +19,9 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
 @router.get("/{job_id}/events/list", response_model=JobEventPage)
-def list_job_events(job_id: str, session: SessionDep, tenant: TenantDep, after: Annotated[int, Query(ge=0)] = 0,
-                    cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50) -> JobEventPage:
+def list_job_events(job_id: str, session: SessionDep, tenant: TenantDep, after: Annotated[int, Query(ge=0, le=MAX_EVENT_SEQ)] = 0,
+                    cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$", description="the next_cursor of the previous page")] = None,
+                    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50) -> JobEventPage:
     """Events with ``seq`` above ``after`` (or ``cursor``, the ``next_cursor`` of the previous page), oldest first."""
     if session.scalar(select(JobRow.id).where(JobRow.id == job_id, JobRow.tenant_id == tenant)) is None:
         raise not_found("job", job_id)

@@ -16,7 +16,7 @@ from api.errors import ApiError, not_found
 from api.jobstate import TERMINAL
 from api.models import ArtifactRow, JobEvent, JobRow
 from api.queue import enqueue_job
-from api.schemas.common import Page
+from api.schemas.common import MAX_EVENT_SEQ, Page, PageCursor
 from api.schemas.jobs import ArtifactList, ArtifactOut, JobCreate, JobOut, MetricPointOut, MetricSeries
 from api.services import jobs as service
 from api.services.events import event_payload as _event_payload
@@ -51,7 +51,7 @@ def create_job(body: JobCreate, response: Response, session: SessionDep, setting
 
 
 @router.get("", response_model=Page[JobOut])
-def list_jobs(session: SessionDep, tenant: TenantDep, status: Status | None = None, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50, cursor: str | None = None) -> Page[JobOut]:
+def list_jobs(session: SessionDep, tenant: TenantDep, status: Status | None = None, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50, cursor: PageCursor = None) -> Page[JobOut]:
     query = select(JobRow).where(JobRow.tenant_id == tenant)
     if status:
         query = query.where(JobRow.status == status)
@@ -94,7 +94,7 @@ def _events_after(job_id: str, after: int) -> tuple[list[dict], str]:
 
 
 @router.get("/{job_id}/events", response_class=EventSourceResponse, responses={200: {"content": {"text/event-stream": {}}}})
-async def job_events(job_id: str, session: SessionDep, tenant: TenantDep, after: int = 0) -> EventSourceResponse:
+async def job_events(job_id: str, session: SessionDep, tenant: TenantDep, after: Annotated[int, Query(ge=0, le=MAX_EVENT_SEQ)] = 0) -> EventSourceResponse:
     """Server-Sent Events: the history so far, then live status changes and metric points until the job ends."""
     await run_in_threadpool(_job, session, tenant, job_id)
 

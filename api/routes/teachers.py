@@ -9,7 +9,7 @@ from api.deps import SessionDep, SettingsDep, TenantDep
 from api.errors import ApiError, not_found
 from api.jobstate import ACTIVE
 from api.models import JobRow, JobTeacher, TeacherRow
-from api.schemas.common import Page
+from api.schemas.common import Page, PageCursor
 from api.schemas.teachers import TeacherOut
 from api.services import teachers as service
 from api.services.listing import MAX_LIMIT, paginate
@@ -51,7 +51,7 @@ def upload_teacher(
 
 
 @router.get("", response_model=Page[TeacherOut])
-def list_teachers(session: SessionDep, tenant: TenantDep, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50, cursor: str | None = None) -> Page[TeacherOut]:
+def list_teachers(session: SessionDep, tenant: TenantDep, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50, cursor: PageCursor = None) -> Page[TeacherOut]:
     rows, next_cursor = paginate(session, select(TeacherRow).where(TeacherRow.tenant_id == tenant), TeacherRow.id, limit, cursor)
     return Page[TeacherOut](items=[TeacherOut.model_validate(r, from_attributes=True) for r in rows], next_cursor=next_cursor)
 

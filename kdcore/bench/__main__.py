@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from kdcore.bench import meal, service, train_loop
-from kdcore.bench.results import Section, machine, report, write_report
+import torch
 
+from kdcore.bench import meal, service, train_loop
+from kdcore.bench.results import RESULTS_FILE, Section, machine, report, write_report
+
+# One thread by default: on a shared or small machine, several threads per process oversubscribe the
+# cores (OpenMP barriers spin while another process holds the core) and timings swing by 5× or more.
+DEFAULT_THREADS = 1
 BENCHES = {
     "train": lambda work: [train_loop.run(work / "train")],
     "meal": lambda work: [meal.run(work / "meal")],
@@ -21,8 +27,12 @@ BENCHES = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kdcore.bench", description=__doc__)
     parser.add_argument("which", nargs="*", default=["all"], choices=["all", *BENCHES], help="benchmarks to run (default: all)")
-    parser.add_argument("--output", type=Path, default=None, help="where to write the markdown (default .bench/results.md)")
+    parser.add_argument("--output", type=Path, default=None, help=f"where to write the markdown (default {RESULTS_FILE})")
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", DEFAULT_THREADS)),
+                        help=f"CPU threads for torch here and in the service it starts (default: OMP_NUM_THREADS, else {DEFAULT_THREADS})")
     args = parser.parse_args(argv)
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    torch.set_num_threads(args.threads)
     chosen = list(BENCHES) if "all" in args.which else list(dict.fromkeys(args.which))
     started, before = time.monotonic(), machine()
     sections: list[Section] = []
@@ -32,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             sections += BENCHES[name](Path(folder))
     text = report(sections, started, before)
     print(text)
-    path = write_report(text, args.output) if args.output else write_report(text)
+    path = write_report(text, args.output or RESULTS_FILE)
     print(f"written to {path}", file=sys.stderr)
     return 0
 

@@ -64,7 +64,7 @@ def report(sections: list[Section], started: float, machine_before: str) -> str:
     return "\n".join(header) + "\n".join(s.markdown() for s in sections)
 
 
-def write_report(text: str, path: Path = RESULTS_FILE) -> Path:
+def write_report(text: str, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path

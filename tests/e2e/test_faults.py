@@ -63,7 +63,9 @@ def assert_one_terminal_event_each(service: Service, jobs: dict[str, dict]) -> N
 
 def _run(*argv: str) -> None:
     if shutil.which(argv[0]) is None:
-        pytest.fail(f"{argv[0]} is not installed; this test restarts the machine's own server") if os.environ.get("CI") else pytest.skip(f"{argv[0]} not installed")
+        if os.environ.get("CI"):
+            pytest.fail(f"{argv[0]} is not installed; this test restarts the machine's own server")
+        pytest.skip(f"{argv[0]} is not installed")
     subprocess.run(argv, check=True, capture_output=True, timeout=120)
 
 
@@ -137,7 +139,7 @@ def test_a_job_survives_a_postgres_restart(restartable):
     assert_one_terminal_event_each(restartable, {job["id"]: done})
 
 
-@pytest.fixture(scope="module", params=["embedded", "postgres"])
+@pytest.fixture(scope="module", params=["embedded", pytest.param("postgres", marks=pytest.mark.postgres)])
 def api_only(request, tmp_path_factory):
     """No worker: submitted jobs stay queued, so the test sees exactly what the API accepted."""
     service = start_service(request.param, tmp_path_factory.mktemp(f"api-{request.param}"), workers=0, DISTILLERY_TENANT_MAX_ACTIVE_JOBS="100000")

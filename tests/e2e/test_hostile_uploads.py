@@ -91,6 +91,7 @@ def _exported() -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 def test_no_pickle_runs_whatever_the_format_says(hostile):
     """Pickle RCE as a raw .pt, inside a torch zip, dressed as TorchScript and as a .pt2: all 422, no marker."""
     client, marker = hostile.client(), hostile.markers / "pickle-ran"
@@ -116,6 +117,7 @@ def test_no_pickle_runs_whatever_the_format_says(hostile):
     assert client.get("/v1/teachers").json()["items"] == before
 
 
+@pytest.mark.slow
 def test_a_real_torchscript_teacher_is_accepted_in_isolation(hostile):
     response = _teacher(hostile.client(), _scripted(create_model("cifar_resnet8", num_classes=10).eval()), "torchscript")
     assert response.status_code == 201, response.text
@@ -147,6 +149,7 @@ def test_onnx_with_external_data_is_refused(hostile, external):
     _refused(_teacher(hostile.client(), _onnx_model(external), "onnx", arch=""), "external data")
 
 
+@pytest.mark.slow
 def test_code_model_loader_has_no_network_no_memory_and_a_deadline(hostile, tmp_path):
     """The confinement itself: a connection to the live API fails, a 12 GiB allocation fails, a spinning model is stopped."""
     connect = f"import socket\ntry:\n socket.create_connection(('127.0.0.1', {hostile.port}), timeout=5); print('connected')\nexcept OSError as e: print('refused', e.errno)"

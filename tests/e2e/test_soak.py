@@ -38,7 +38,7 @@ MIX = ["ok", "kd", "nan", "ok", "cancel_queued", "timeout", "ok", "cancel_runnin
 
 
 def soak_jobs() -> int:
-    return int(os.environ.get("DISTILLERY_SOAK_JOBS", "40"))
+    return int(os.environ.get("DISTILLERY_SOAK_JOBS", "32"))
 
 
 def _teacher(client: httpx.Client) -> str:
