@@ -34,6 +34,9 @@ def _tenant(session: SessionDep, authorization: Annotated[str | None, Header()] 
     if scheme.lower() != "bearer" or not key.strip():
         raise ApiError(401, "the Authorization header must be 'Bearer <api key>'", headers=unauthorized)
     tenant = tenant_for_key(session, key.strip())
+    # Release the connection: the route runs in another threadpool thread, and holding it here
+    # starves the pool under concurrency (fastapi#3205).
+    session.rollback()
     if tenant is None:
         raise ApiError(401, "the API key is not valid (unknown or revoked); create one with 'distillery keys create --tenant NAME'", headers=unauthorized)
     return tenant
