@@ -135,3 +135,15 @@ def get_store() -> ObjectStore:
 
         _STORE = store_from_url(get_settings().resolved_storage_url)
     return _STORE
+
+
+def record_or_discard(session, row, store: ObjectStore, prefix: str):
+    """Commit the row describing a stored upload; if that fails, delete the objects so nothing half-written remains."""
+    try:
+        session.add(row)
+        session.commit()
+    except Exception:
+        session.rollback()
+        store.delete_prefix(prefix)
+        raise
+    return row

@@ -16,7 +16,7 @@ from api.ids import new_id
 from api.models import DatasetRow
 from api.schemas.datasets import DatasetOut
 from api.services.uploads import ensure_storage_quota
-from api.storage import get_store
+from api.storage import get_store, record_or_discard
 from kdcore.data import imagefolder
 from kdcore.data.archive import ArchiveLimits, extract_archive
 from kdcore.data.builtin import BUILTIN_DATASETS, builtin_info
@@ -66,14 +66,7 @@ def create_dataset(session: Session, settings: Settings, tenant: str, path: Path
             pass
     shutil.rmtree(extracted, ignore_errors=True)
     row = DatasetRow(id=dataset_id, tenant_id=tenant, name=name, classes=info["classes"], num_classes=len(info["classes"]), splits=info["splits"], size_bytes=size, sha256=digest, storage_key=key)
-    try:
-        session.add(row)
-        session.commit()
-    except Exception:
-        session.rollback()
-        store.delete_prefix(f"tenants/{tenant}/datasets/{dataset_id}")
-        raise
-    return row
+    return record_or_discard(session, row, store, f"tenants/{tenant}/datasets/{dataset_id}")
 
 
 def get_dataset(session: Session, tenant: str, dataset_id: str) -> DatasetRow | None:

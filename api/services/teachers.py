@@ -26,7 +26,7 @@ from api.errors import ApiError
 from api.ids import new_id
 from api.models import TeacherRow
 from api.services.uploads import ensure_storage_quota
-from api.storage import get_store
+from api.storage import get_store, record_or_discard
 from kdcore.errors import BadTeacher
 from kdcore.spec import CODE_TEACHER_FORMATS, TeacherSource
 
@@ -141,14 +141,7 @@ def create_teacher(session: Session, tenant: str, path: Path, size: int, digest:
     store.put_file(key, path)
     row = TeacherRow(id=teacher_id, tenant_id=tenant, name=name, format=fmt, arch=arch, num_classes=num_classes, input_size=list(input_size),
                      mean=mean, std=std, params=params, sha256=digest, size_bytes=size, storage_key=key, supports_features=supports_features)
-    try:
-        session.add(row)
-        session.commit()
-    except Exception:
-        session.rollback()
-        store.delete_prefix(f"tenants/{tenant}/teachers/{teacher_id}")
-        raise
-    return row
+    return record_or_discard(session, row, store, f"tenants/{tenant}/teachers/{teacher_id}")
 
 
 def get_teacher(session: Session, tenant: str, teacher_id: str) -> TeacherRow | None:
