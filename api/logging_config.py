@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
-from fastapi import FastAPI, Request
+from starlette.types import Scope
+
+from api.response_observer import route_template
 
 job_id_var: ContextVar[str | None] = ContextVar("distillery_job_id", default=None)
 EXTRA_FIELDS = ("method", "path", "route", "status", "duration_ms", "tenant", "attempt")
@@ -72,16 +73,10 @@ def configure_logging(service: str, log_format: str | None = None, level: str | 
         logging.getLogger(name).propagate = True
 
 
-def install_access_log(app: FastAPI) -> None:
-    """One record per request, with the route template, status, duration and the job ID when the path has one."""
-
-    @app.middleware("http")
-    async def _access(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        duration_ms = round((time.perf_counter() - started) * 1000, 2)
-        job_id = request.scope.get("path_params", {}).get("job_id")
-        access_log.log(logging.DEBUG if request.url.path in QUIET_PATHS else logging.INFO, "%s %s %d %.1fms", request.method, request.url.path, response.status_code, duration_ms,
-                       extra={"method": request.method, "path": request.url.path, "route": route, "status": response.status_code, "duration_ms": duration_ms, "job_id": job_id})
-        return response
+def log_access(scope: Scope, status: int, seconds: float) -> None:
+    """``ResponseObserver`` hook: one record per request, with the route template, status, duration and the job ID when the path has one."""
+    path = scope["path"]
+    duration_ms = round(seconds * 1000, 2)
+    job_id = scope.get("path_params", {}).get("job_id")
+    access_log.log(logging.DEBUG if path in QUIET_PATHS else logging.INFO, "%s %s %d %.1fms", scope["method"], path, status, duration_ms,
+                   extra={"method": scope["method"], "path": path, "route": route_template(scope), "status": status, "duration_ms": duration_ms, "job_id": job_id})

@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
-from api.logging_config import configure_logging, install_access_log
-from api.metrics import install_metrics
+from api.logging_config import configure_logging, log_access
+from api.metrics import install_metrics, record_request
+from api.response_observer import ResponseObserver
 from api.routes import artifact_links, artifacts, datasets, events, health, jobs, methods, teachers, webhooks
 
 
@@ -19,7 +20,7 @@ def create_app() -> FastAPI:
     configure_logging("api")
     install_error_handlers(app)
     install_metrics(app)
-    install_access_log(app)
+    app.add_middleware(ResponseObserver, observers=[record_request, log_access])
     for module in (health, teachers, datasets, jobs, events, webhooks, artifacts, artifact_links, methods):
         app.include_router(module.router)
     return app

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from sqlalchemy import func, select
+from starlette.types import Scope
+
+from api.response_observer import route_template
 
 REGISTRY = CollectorRegistry()
 REQUESTS = Counter("distillery_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=REGISTRY)
@@ -41,17 +42,14 @@ def _refresh_gauges() -> None:
         QUEUE.set(depth)
 
 
-def install_metrics(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def _measure(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        LATENCY.labels(request.method, path).observe(time.perf_counter() - started)
-        REQUESTS.labels(request.method, path, str(response.status_code)).inc()
-        return response
+def record_request(scope: Scope, status: int, seconds: float) -> None:
+    """``ResponseObserver`` hook: latency and count per method, route template and status."""
+    route = route_template(scope)
+    LATENCY.labels(scope["method"], route).observe(seconds)
+    REQUESTS.labels(scope["method"], route, str(status)).inc()
 
+
+def install_metrics(app: FastAPI) -> None:
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
         _refresh_gauges()

@@ -36,8 +36,9 @@ class ApiKey(Base):
 
 class TeacherRow(Base):
     __tablename__ = "teachers"
+    __table_args__ = (Index("ix_teachers_tenant_id_id", "tenant_id", "id"),)  # list pages: WHERE tenant_id ORDER BY id
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     name: Mapped[str | None] = mapped_column(String(200))
     format: Mapped[str] = mapped_column(String(32))
     arch: Mapped[str | None] = mapped_column(String(200))
@@ -55,8 +56,9 @@ class TeacherRow(Base):
 
 class DatasetRow(Base):
     __tablename__ = "datasets"
+    __table_args__ = (Index("ix_datasets_tenant_id_id", "tenant_id", "id"),)
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     name: Mapped[str | None] = mapped_column(String(200))
     classes: Mapped[list[Any]] = mapped_column(JSON)
     num_classes: Mapped[int] = mapped_column(Integer)
@@ -71,11 +73,13 @@ class JobRow(Base):
     __tablename__ = "jobs"
     __table_args__ = (
         UniqueConstraint("tenant_id", "idempotency_key", name="uq_jobs_tenant_idempotency"),
-        Index("ix_jobs_tenant_status", "tenant_id", "status"),
+        # Every job query starts from the tenant: list pages (ORDER BY id), filtered pages and the active-job count.
+        Index("ix_jobs_tenant_id_id", "tenant_id", "id"),
+        Index("ix_jobs_tenant_status_id", "tenant_id", "status", "id"),
         Index("ix_jobs_status_heartbeat", "status", "heartbeat_at"),
     )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     name: Mapped[str | None] = mapped_column(String(200))
     method: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="queued")
@@ -123,8 +127,9 @@ class JobEvent(Base):
 
 class ArtifactRow(Base):
     __tablename__ = "artifacts"
+    __table_args__ = (Index("ix_artifacts_job_id_id", "job_id", "id"),)  # a job's artifacts ORDER BY id
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(64))
     filename: Mapped[str] = mapped_column(String(200))

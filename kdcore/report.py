@@ -14,7 +14,7 @@ from kdcore.spec import JobSpec
 def _svg_curve(title: str, points: list[tuple[float, float]], width: int = 420, height: int = 180) -> str:
     if len(points) < 2:
         return f"<p>{html.escape(title)}: not enough points</p>"
-    xs, ys = zip(*points)
+    xs, ys = zip(*points, strict=True)
     x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
     span_x, span_y = (x1 - x0) or 1.0, (y1 - y0) or 1.0
     pad = 30

@@ -18,7 +18,7 @@ def digits_zip(path: Path, size: int = 32, per_class_limit: int | None = None) -
         for split in ("train", "val"):
             data = builtin_split("digits", split)
             counts: dict[int, int] = {}
-            for index, (image, label) in enumerate(zip(data.images, data.labels.tolist())):
+            for index, (image, label) in enumerate(zip(data.images, data.labels.tolist(), strict=True)):
                 counts[label] = counts.get(label, 0) + 1
                 if per_class_limit is not None and counts[label] > per_class_limit:
                     continue

@@ -6,8 +6,10 @@ from datetime import timedelta
 
 from fastapi import APIRouter
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from api.deps import SessionDep, SettingsDep, TenantDep
+from api.core.config import Settings
+from api.deps import SettingsDep, TenantDep, in_session
 from api.errors import ApiError, not_found
 from api.models import ArtifactRow, utcnow
 from api.schemas.artifacts import ArtifactLinkOut
@@ -17,8 +19,7 @@ from api.storage import get_store
 router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])
 
 
-@router.get("/{artifact_id}/url", response_model=ArtifactLinkOut)
-def artifact_url(artifact_id: str, session: SessionDep, settings: SettingsDep, tenant: TenantDep) -> ArtifactLinkOut:
+def _link(session: Session, settings: Settings, tenant: str, artifact_id: str) -> ArtifactLinkOut:
     row = session.scalar(select(ArtifactRow).where(ArtifactRow.id == artifact_id, ArtifactRow.tenant_id == tenant))
     if row is None:
         raise not_found("artifact", artifact_id)
@@ -27,3 +28,8 @@ def artifact_url(artifact_id: str, session: SessionDep, settings: SettingsDep, t
     if url is None:
         raise ApiError(409, f"this server keeps objects in a local folder, which cannot sign URLs; download the bytes with GET /v1/artifacts/{artifact_id} (presigned URLs need DISTILLERY_STORAGE_URL=s3://…)")
     return ArtifactLinkOut(id=row.id, filename=row.filename, sha256=row.sha256, size_bytes=row.size_bytes, url=url, expires_at=iso_time(utcnow() + timedelta(seconds=expires)))
+
+
+@router.get("/{artifact_id}/url", response_model=ArtifactLinkOut)
+async def artifact_url(artifact_id: str, settings: SettingsDep, tenant: TenantDep) -> ArtifactLinkOut:
+    return await in_session(_link, settings, tenant, artifact_id)

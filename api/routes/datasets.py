@@ -4,8 +4,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from api.deps import SessionDep, SettingsDep, TenantDep
+from api.core.config import Settings
+from api.deps import SettingsDep, TenantDep, in_session
 from api.errors import ApiError, not_found
 from api.jobstate import ACTIVE
 from api.models import DatasetRow, JobRow
@@ -19,21 +21,23 @@ from api.storage import get_store
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 
-@router.post("", status_code=201, response_model=DatasetOut)
-def upload_dataset(
-    session: SessionDep,
-    settings: SettingsDep,
-    tenant: TenantDep,
-    file: Annotated[UploadFile, File(description=".zip or .tar.gz with train/<class>/<image> and val/<class>/<image>")],
-    name: Annotated[str | None, Form(max_length=200)] = None,
-) -> DatasetOut:
+def _store_dataset(session: Session, settings: Settings, tenant: str, file: UploadFile, name: str | None) -> DatasetOut:
     with spooled_upload(file, settings, ".archive") as (path, size, digest):
         row = service.create_dataset(session, settings, tenant, path, size, digest, name or file.filename)
     return service.dataset_out(row)
 
 
-@router.get("", response_model=Page[DatasetOut])
-def list_datasets(session: SessionDep, tenant: TenantDep, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50, cursor: PageCursor = None) -> Page[DatasetOut]:
+@router.post("", status_code=201, response_model=DatasetOut)
+async def upload_dataset(
+    settings: SettingsDep,
+    tenant: TenantDep,
+    file: Annotated[UploadFile, File(description=".zip or .tar.gz with train/<class>/<image> and val/<class>/<image>")],
+    name: Annotated[str | None, Form(max_length=200)] = None,
+) -> DatasetOut:
+    return await in_session(_store_dataset, settings, tenant, file, name)
+
+
+def _list(session: Session, tenant: str, limit: int, cursor: str | None) -> Page[DatasetOut]:
     rows, next_cursor = paginate(session, select(DatasetRow).where(DatasetRow.tenant_id == tenant), DatasetRow.id, limit, cursor)
     items = [service.dataset_out(r) for r in rows]
     if cursor is None:
@@ -41,8 +45,12 @@ def list_datasets(session: SessionDep, tenant: TenantDep, limit: Annotated[int, 
     return Page[DatasetOut](items=items, next_cursor=next_cursor)
 
 
-@router.get("/{dataset_id}", response_model=DatasetOut)
-def get_dataset(dataset_id: str, session: SessionDep, tenant: TenantDep) -> DatasetOut:
+@router.get("", response_model=Page[DatasetOut])
+async def list_datasets(tenant: TenantDep, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50, cursor: PageCursor = None) -> Page[DatasetOut]:
+    return await in_session(_list, tenant, limit, cursor)
+
+
+def _get(session: Session, tenant: str, dataset_id: str) -> DatasetOut:
     for builtin in service.builtin_datasets():
         if builtin.id == dataset_id:
             return builtin
@@ -52,8 +60,12 @@ def get_dataset(dataset_id: str, session: SessionDep, tenant: TenantDep) -> Data
     return service.dataset_out(row)
 
 
-@router.delete("/{dataset_id}", status_code=204)
-def delete_dataset(dataset_id: str, session: SessionDep, tenant: TenantDep) -> Response:
+@router.get("/{dataset_id}", response_model=DatasetOut)
+async def get_dataset(dataset_id: str, tenant: TenantDep) -> DatasetOut:
+    return await in_session(_get, tenant, dataset_id)
+
+
+def _delete(session: Session, tenant: str, dataset_id: str) -> None:
     if dataset_id.startswith(service.BUILTIN_PREFIX):
         raise ApiError(409, f"{dataset_id} is built in and cannot be deleted")
     row = service.get_dataset(session, tenant, dataset_id)
@@ -66,4 +78,9 @@ def delete_dataset(dataset_id: str, session: SessionDep, tenant: TenantDep) -> R
     session.delete(row)
     session.commit()
     get_store().delete_prefix(f"tenants/{tenant}/datasets/{dataset_id}")
+
+
+@router.delete("/{dataset_id}", status_code=204)
+async def delete_dataset(dataset_id: str, tenant: TenantDep) -> Response:
+    await in_session(_delete, tenant, dataset_id)
     return Response(status_code=204)

@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from api.deps import SessionDep, TenantDep
+from api.deps import TenantDep, in_session
 from api.errors import ApiError, not_found
 from api.models import JobRow
 from api.schemas.common import MAX_EVENT_SEQ
@@ -19,15 +20,19 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
 @router.get("/{job_id}/events/list", response_model=JobEventPage)
-def list_job_events(job_id: str, session: SessionDep, tenant: TenantDep, after: Annotated[int, Query(ge=0, le=MAX_EVENT_SEQ)] = 0,
+async def list_job_events(job_id: str, tenant: TenantDep, after: Annotated[int, Query(ge=0, le=MAX_EVENT_SEQ)] = 0,
                     cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$", description="the next_cursor of the previous page")] = None,
                     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50) -> JobEventPage:
     """Events with ``seq`` above ``after`` (or ``cursor``, the ``next_cursor`` of the previous page), oldest first."""
-    if session.scalar(select(JobRow.id).where(JobRow.id == job_id, JobRow.tenant_id == tenant)) is None:
-        raise not_found("job", job_id)
     if cursor is not None:
         if not cursor.isdigit():
             raise ApiError(422, f"cursor {cursor!r} is not one this endpoint gave out; pass the next_cursor of the previous page, or ?after=<seq>")
         after = int(cursor)
+    return await in_session(_page, tenant, job_id, after, limit)
+
+
+def _page(session: Session, tenant: str, job_id: str, after: int, limit: int) -> JobEventPage:
+    if session.scalar(select(JobRow.id).where(JobRow.id == job_id, JobRow.tenant_id == tenant)) is None:
+        raise not_found("job", job_id)
     items, next_cursor = events_page(session, job_id, after, limit)
     return JobEventPage(items=[JobEventOut(**item) for item in items], next_cursor=next_cursor)

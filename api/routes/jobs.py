@@ -6,12 +6,12 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Response
-from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from sse_starlette.sse import EventSourceResponse
 
-from api.db import get_sessionmaker
-from api.deps import SessionDep, SettingsDep, TenantDep
+from api.core.config import Settings
+from api.deps import SettingsDep, TenantDep, in_session
 from api.errors import ApiError, not_found
 from api.jobstate import TERMINAL
 from api.models import ArtifactRow, JobEvent, JobRow
@@ -28,16 +28,14 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
-def _job(session, tenant: str, job_id: str) -> JobRow:
+def _job(session: Session, tenant: str, job_id: str) -> JobRow:
     job = session.scalar(select(JobRow).where(JobRow.id == job_id, JobRow.tenant_id == tenant))
     if job is None:
         raise not_found("job", job_id)
     return job
 
 
-@router.post("", status_code=201, response_model=JobOut)
-def create_job(body: JobCreate, response: Response, session: SessionDep, settings: SettingsDep, tenant: TenantDep,
-               idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> JobOut:
+def _submit(session: Session, settings: Settings, tenant: str, body: JobCreate, idempotency_key: str | None) -> tuple[JobOut, bool]:
     if body.webhook_url is not None:
         require_signing_secret(session, settings, tenant)
     if body.registry is not None and not (settings.mlflow_tracking_uri or "").startswith(("http://", "https://")):
@@ -45,13 +43,19 @@ def create_job(body: JobCreate, response: Response, session: SessionDep, setting
     job, created = service.create_job(session, settings, tenant, body, idempotency_key)
     if created:
         enqueue_job(job.id)
-    else:
+    return service.job_out(job), created
+
+
+@router.post("", status_code=201, response_model=JobOut)
+async def create_job(body: JobCreate, response: Response, settings: SettingsDep, tenant: TenantDep,
+                     idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> JobOut:
+    job, created = await in_session(_submit, settings, tenant, body, idempotency_key)
+    if not created:
         response.status_code = 200
-    return service.job_out(job)
+    return job
 
 
-@router.get("", response_model=Page[JobOut])
-def list_jobs(session: SessionDep, tenant: TenantDep, status: Status | None = None, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50, cursor: PageCursor = None) -> Page[JobOut]:
+def _list(session: Session, tenant: str, status: str | None, limit: int, cursor: str | None) -> Page[JobOut]:
     query = select(JobRow).where(JobRow.tenant_id == tenant)
     if status:
         query = query.where(JobRow.status == status)
@@ -59,18 +63,30 @@ def list_jobs(session: SessionDep, tenant: TenantDep, status: Status | None = No
     return Page[JobOut](items=[service.job_out(r) for r in rows], next_cursor=next_cursor)
 
 
-@router.get("/{job_id}", response_model=JobOut)
-def get_job(job_id: str, session: SessionDep, tenant: TenantDep) -> JobOut:
+@router.get("", response_model=Page[JobOut])
+async def list_jobs(tenant: TenantDep, status: Status | None = None, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50, cursor: PageCursor = None) -> Page[JobOut]:
+    return await in_session(_list, tenant, status, limit, cursor)
+
+
+def _get(session: Session, tenant: str, job_id: str) -> JobOut:
     return service.job_out(_job(session, tenant, job_id))
 
 
-@router.post("/{job_id}/cancel", status_code=202, response_model=JobOut)
-def cancel_job(job_id: str, session: SessionDep, tenant: TenantDep) -> JobOut:
+@router.get("/{job_id}", response_model=JobOut)
+async def get_job(job_id: str, tenant: TenantDep) -> JobOut:
+    return await in_session(_get, tenant, job_id)
+
+
+def _cancel(session: Session, tenant: str, job_id: str) -> JobOut:
     return service.job_out(service.cancel_job(session, _job(session, tenant, job_id)))
 
 
-@router.get("/{job_id}/metrics", response_model=MetricSeries)
-def job_metrics(job_id: str, session: SessionDep, tenant: TenantDep, name: str | None = None) -> MetricSeries:
+@router.post("/{job_id}/cancel", status_code=202, response_model=JobOut)
+async def cancel_job(job_id: str, tenant: TenantDep) -> JobOut:
+    return await in_session(_cancel, tenant, job_id)
+
+
+def _metrics(session: Session, tenant: str, job_id: str, name: str | None) -> MetricSeries:
     _job(session, tenant, job_id)
     query = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.kind == "metric")
     if name:
@@ -79,29 +95,37 @@ def job_metrics(job_id: str, session: SessionDep, tenant: TenantDep, name: str |
     return MetricSeries(series=[MetricPointOut(name=r.name, step=r.step, epoch=r.epoch, value=r.value, time=_iso(r.time)) for r in rows])
 
 
-@router.get("/{job_id}/artifacts", response_model=ArtifactList)
-def job_artifacts(job_id: str, session: SessionDep, tenant: TenantDep) -> ArtifactList:
+@router.get("/{job_id}/metrics", response_model=MetricSeries)
+async def job_metrics(job_id: str, tenant: TenantDep, name: str | None = None) -> MetricSeries:
+    return await in_session(_metrics, tenant, job_id, name)
+
+
+def _artifacts(session: Session, tenant: str, job_id: str) -> ArtifactList:
     _job(session, tenant, job_id)
     rows = session.scalars(select(ArtifactRow).where(ArtifactRow.job_id == job_id).order_by(ArtifactRow.id)).all()
     return ArtifactList(items=[ArtifactOut(id=r.id, kind=r.kind, filename=r.filename, size_bytes=r.size_bytes, sha256=r.sha256, metadata=r.meta or {}) for r in rows])
 
 
-def _events_after(job_id: str, after: int) -> tuple[list[dict], str]:
-    with get_sessionmaker()() as session:
-        rows = session.scalars(select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.seq > after).order_by(JobEvent.seq).limit(500)).all()
-        status = session.scalar(select(JobRow.status).where(JobRow.id == job_id)) or "failed"
-        return [_event_payload(r) for r in rows], status
+@router.get("/{job_id}/artifacts", response_model=ArtifactList)
+async def job_artifacts(job_id: str, tenant: TenantDep) -> ArtifactList:
+    return await in_session(_artifacts, tenant, job_id)
+
+
+def _events_after(session: Session, job_id: str, after: int) -> tuple[list[dict], str]:
+    rows = session.scalars(select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.seq > after).order_by(JobEvent.seq).limit(500)).all()
+    status = session.scalar(select(JobRow.status).where(JobRow.id == job_id)) or "failed"
+    return [_event_payload(r) for r in rows], status
 
 
 @router.get("/{job_id}/events", response_class=EventSourceResponse, responses={200: {"content": {"text/event-stream": {}}}})
-async def job_events(job_id: str, session: SessionDep, tenant: TenantDep, after: Annotated[int, Query(ge=0, le=MAX_EVENT_SEQ)] = 0) -> EventSourceResponse:
+async def job_events(job_id: str, tenant: TenantDep, after: Annotated[int, Query(ge=0, le=MAX_EVENT_SEQ)] = 0) -> EventSourceResponse:
     """Server-Sent Events: the history so far, then live status changes and metric points until the job ends."""
-    await run_in_threadpool(_job, session, tenant, job_id)
+    await in_session(_job, tenant, job_id)
 
     async def stream() -> AsyncIterator[dict]:
         cursor = after
         while True:
-            events, status = await run_in_threadpool(_events_after, job_id, cursor)
+            events, status = await in_session(_events_after, job_id, cursor)
             for event in events:
                 cursor = event["seq"]
                 yield {"event": event["type"], "id": str(event["seq"]), "data": json.dumps(event)}

@@ -11,5 +11,5 @@ router = APIRouter(prefix="/v1/methods", tags=["methods"])
 
 
 @router.get("")
-def get_methods(tenant: TenantDep) -> dict[str, list[dict[str, Any]]]:
+async def get_methods(tenant: TenantDep) -> dict[str, list[dict[str, Any]]]:
     return {"items": [method.describe() for method in list_methods()]}

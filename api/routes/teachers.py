@@ -4,8 +4,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from api.deps import SessionDep, SettingsDep, TenantDep
+from api.core.config import Settings
+from api.deps import SettingsDep, TenantDep, in_session
 from api.errors import ApiError, not_found
 from api.jobstate import ACTIVE
 from api.models import JobRow, JobTeacher, TeacherRow
@@ -20,20 +22,8 @@ from kdcore.errors import BadTeacher
 router = APIRouter(prefix="/v1/teachers", tags=["teachers"])
 
 
-@router.post("", status_code=201, response_model=TeacherOut)
-def upload_teacher(
-    session: SessionDep,
-    settings: SettingsDep,
-    tenant: TenantDep,
-    file: Annotated[UploadFile, File(description="the model file")],
-    format: Annotated[str, Form(description="safetensors | state_dict | onnx | torchscript | exported_program")],
-    num_classes: Annotated[int, Form(ge=1, le=100_000)],
-    input_size: Annotated[str, Form(description="C,H,W such as 3,32,32")],
-    arch: Annotated[str | None, Form()] = None,
-    mean: Annotated[str | None, Form()] = None,
-    std: Annotated[str | None, Form()] = None,
-    name: Annotated[str | None, Form(max_length=200)] = None,
-) -> TeacherOut:
+def _store_teacher(session: Session, settings: Settings, tenant: str, file: UploadFile, format: str, arch: str | None, num_classes: int,
+                   input_size: str, mean: str | None, std: str | None, name: str | None) -> TeacherOut:
     service.check_format(format, arch, settings)
     size_chw = service.parse_input_size(input_size)
     mean_v = service.parse_floats("mean", mean, size_chw[0])
@@ -50,22 +40,45 @@ def upload_teacher(
     return TeacherOut.model_validate(row, from_attributes=True)
 
 
-@router.get("", response_model=Page[TeacherOut])
-def list_teachers(session: SessionDep, tenant: TenantDep, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50, cursor: PageCursor = None) -> Page[TeacherOut]:
+@router.post("", status_code=201, response_model=TeacherOut)
+async def upload_teacher(
+    settings: SettingsDep,
+    tenant: TenantDep,
+    file: Annotated[UploadFile, File(description="the model file")],
+    format: Annotated[str, Form(description="safetensors | state_dict | onnx | torchscript | exported_program")],
+    num_classes: Annotated[int, Form(ge=1, le=100_000)],
+    input_size: Annotated[str, Form(description="C,H,W such as 3,32,32")],
+    arch: Annotated[str | None, Form()] = None,
+    mean: Annotated[str | None, Form()] = None,
+    std: Annotated[str | None, Form()] = None,
+    name: Annotated[str | None, Form(max_length=200)] = None,
+) -> TeacherOut:
+    return await in_session(_store_teacher, settings, tenant, file, format, arch, num_classes, input_size, mean, std, name)
+
+
+def _list(session: Session, tenant: str, limit: int, cursor: str | None) -> Page[TeacherOut]:
     rows, next_cursor = paginate(session, select(TeacherRow).where(TeacherRow.tenant_id == tenant), TeacherRow.id, limit, cursor)
     return Page[TeacherOut](items=[TeacherOut.model_validate(r, from_attributes=True) for r in rows], next_cursor=next_cursor)
 
 
-@router.get("/{teacher_id}", response_model=TeacherOut)
-def get_teacher(teacher_id: str, session: SessionDep, tenant: TenantDep) -> TeacherOut:
+@router.get("", response_model=Page[TeacherOut])
+async def list_teachers(tenant: TenantDep, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50, cursor: PageCursor = None) -> Page[TeacherOut]:
+    return await in_session(_list, tenant, limit, cursor)
+
+
+def _get(session: Session, tenant: str, teacher_id: str) -> TeacherOut:
     row = service.get_teacher(session, tenant, teacher_id)
     if row is None:
         raise not_found("teacher", teacher_id)
     return TeacherOut.model_validate(row, from_attributes=True)
 
 
-@router.delete("/{teacher_id}", status_code=204)
-def delete_teacher(teacher_id: str, session: SessionDep, tenant: TenantDep) -> Response:
+@router.get("/{teacher_id}", response_model=TeacherOut)
+async def get_teacher(teacher_id: str, tenant: TenantDep) -> TeacherOut:
+    return await in_session(_get, tenant, teacher_id)
+
+
+def _delete(session: Session, tenant: str, teacher_id: str) -> None:
     row = service.get_teacher(session, tenant, teacher_id)
     if row is None:
         raise not_found("teacher", teacher_id)
@@ -75,4 +88,9 @@ def delete_teacher(teacher_id: str, session: SessionDep, tenant: TenantDep) -> R
     session.delete(row)
     session.commit()
     get_store().delete_prefix(f"tenants/{tenant}/teachers/{teacher_id}")
+
+
+@router.delete("/{teacher_id}", status_code=204)
+async def delete_teacher(teacher_id: str, tenant: TenantDep) -> Response:
+    await in_session(_delete, tenant, teacher_id)
     return Response(status_code=204)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from api.deps import SessionDep, TenantDep
+from api.deps import TenantDep, in_session
 from api.errors import not_found
 from api.models import JobRow
 from api.schemas.webhooks import WebhookDeliveryList, WebhookDeliveryOut, WebhookSecretOut
@@ -15,14 +16,22 @@ router = APIRouter(tags=["webhooks"])
 
 
 @router.get("/v1/jobs/{job_id}/webhooks", response_model=WebhookDeliveryList)
-def job_webhooks(job_id: str, session: SessionDep, tenant: TenantDep) -> WebhookDeliveryList:
+async def job_webhooks(job_id: str, tenant: TenantDep) -> WebhookDeliveryList:
     """Every ``job.<status>`` delivery for the job: pending (with its next attempt), delivered, or failed after all retries."""
+    return await in_session(_deliveries, tenant, job_id)
+
+
+def _deliveries(session: Session, tenant: str, job_id: str) -> WebhookDeliveryList:
     if session.scalar(select(JobRow.id).where(JobRow.id == job_id, JobRow.tenant_id == tenant)) is None:
         raise not_found("job", job_id)
     return WebhookDeliveryList(items=[WebhookDeliveryOut.model_validate(r, from_attributes=True) for r in service.deliveries_for(session, job_id)])
 
 
 @router.post("/v1/webhooks/secret", status_code=201, response_model=WebhookSecretOut)
-def rotate_webhook_secret(session: SessionDep, tenant: TenantDep) -> WebhookSecretOut:
+async def rotate_webhook_secret(tenant: TenantDep) -> WebhookSecretOut:
     """Create or replace this tenant's signing secret; it signs every delivery from now on, instead of the server's."""
+    return await in_session(_rotate, tenant)
+
+
+def _rotate(session: Session, tenant: str) -> WebhookSecretOut:
     return WebhookSecretOut.model_validate(service.rotate_secret(session, tenant), from_attributes=True)

@@ -102,9 +102,9 @@ def write_readme(table: str, readme: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kdcore.bench.accuracy")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--data-free-seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--data-free-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--data-free-epochs", type=int, default=4)
     parser.add_argument("--only", nargs="*")
     parser.add_argument("--write-readme", action="store_true")

@@ -156,6 +156,7 @@ class DeepInversion(Distiller):
         capacity = hparams.pool_batches * context.batch_size
         self.register_buffer("pool_images", torch.zeros(capacity, pre.channels, pre.height, pre.width, dtype=torch.uint8))
         self.register_buffer("syntheses", torch.zeros((), dtype=torch.long))
+        self._synthesised: int | None = None  # host copy of ``syntheses``: no device sync per step
         self.last_bn_loss = 0.0
         self.last_teacher_accuracy = 0.0
 
@@ -206,18 +207,26 @@ class DeepInversion(Distiller):
         self.student.train(student_was_training)
         return images, targets
 
+    def _synthesised_batches(self) -> int:
+        """Batches inverted so far: read from the (checkpointed) buffer once, after any resume, then counted on the host."""
+        if self._synthesised is None:
+            self._synthesised = int(self.syntheses)
+        return self._synthesised
+
     def _refresh_pool(self) -> None:
         images, _ = self.synthesise()
         size = self.context.batch_size
-        slot = int(self.syntheses) % self.hparams.pool_batches
+        count = self._synthesised_batches()
+        slot = count % self.hparams.pool_batches
         self.pool_images[slot * size : (slot + 1) * size] = (images * 255.0).round().to(torch.uint8)
-        self.syntheses += 1
+        self._synthesised = count + 1
+        self.syntheses.fill_(self._synthesised)
 
     def forward_train(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
         hp = self.hparams
-        if info.global_step % hp.refresh_every == 0 or int(self.syntheses) == 0:
+        if info.global_step % hp.refresh_every == 0 or self._synthesised_batches() == 0:
             self._refresh_pool()
-        filled = min(int(self.syntheses), hp.pool_batches) * self.context.batch_size
+        filled = min(self._synthesised_batches(), hp.pool_batches) * self.context.batch_size
         picked = torch.randperm(filled)[: self.context.batch_size].to(self.pool_images.device)
         images = self.pool_images[picked].float().div_(255.0)
         with torch.no_grad():

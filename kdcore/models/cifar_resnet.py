@@ -53,7 +53,7 @@ class CifarResNet(nn.Module):
         self.num_features = in_chs
         self.fc = nn.Linear(in_chs, num_classes)
         self.feature_info = [
-            {"num_chs": w, "reduction": r, "module": f"stages.{i}"} for i, (w, r) in enumerate(zip(widths[1:], (1, 2, 4)))
+            {"num_chs": w, "reduction": r, "module": f"stages.{i}"} for i, (w, r) in enumerate(zip(widths[1:], (1, 2, 4), strict=True))
         ]
         for module in self.modules():
             if isinstance(module, nn.Conv2d):

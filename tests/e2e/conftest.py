@@ -3,7 +3,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from backends import backend_env
 from datasets import digits_zip
 from service import Service, free_port

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
 from datasets import digits_zip
-from kdcore.methods import list_methods
 from service import wait_for_job
+
+from kdcore.methods import list_methods
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 METHODS = [m for m in list_methods()]

@@ -10,7 +10,6 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-
 from datasets import read_imagefolder_split
 from service import wait_for_job
 
@@ -66,8 +65,9 @@ def test_kd_job_end_to_end(service, trained_teacher, digits32_zip, tmp_path):
     onnx_top1 = _accuracy(session.run(None, {session.get_inputs()[0].name: images})[0], labels)
     assert abs(onnx_top1 - script_top1) <= 0.005
 
-    from kdcore.models import create_model
     from safetensors.torch import load_file
+
+    from kdcore.models import create_model
 
     teacher_model = create_model("cifar_resnet8", num_classes=10).eval()
     teacher_model.load_state_dict(load_file(str(trained_teacher["path"])))

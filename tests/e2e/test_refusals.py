@@ -9,7 +9,6 @@ import zipfile
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from kdcore.models import create_model
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
 import torch
 from safetensors.torch import load
-
 from service import wait_for_job, wait_until
+
 from e2e.conftest import start_service, stop_service
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres]

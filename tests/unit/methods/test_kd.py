@@ -1,6 +1,6 @@
 import torch
-
 from factories import make_batch, make_context, make_student, make_teacher
+
 from kdcore.losses import kd_loss
 from kdcore.methods import StepInfo, get_method
 
