@@ -1,4 +1,4 @@
-"""``python -m kdcore.bench all|train|meal|api``: run benchmarks, print one markdown report, write ``.bench/results.md``."""
+"""``python -m kdcore.bench all|train|meal|api|cuda``: run benchmarks, print one markdown report, write ``.bench/results.md``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from kdcore.bench import meal, service, train_loop
+from kdcore.bench import cuda, meal, service, train_loop
 from kdcore.bench.results import RESULTS_FILE, Section, machine, report, write_report
 
 # One thread by default: on a shared or small machine, several threads per process oversubscribe the
@@ -21,6 +21,7 @@ BENCHES = {
     "train": lambda work: [train_loop.run(work / "train")],
     "meal": lambda work: [meal.run(work / "meal")],
     "api": lambda work: service.run(work / "api"),
+    "cuda": lambda work: [cuda.run(work / "cuda")],
 }
 
 
