@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -49,14 +50,16 @@ def _log(message: str) -> None:
 class Deployment:
     """One service: its data folder, environment (migrated, with a key), and the API/worker processes it started."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, backends: dict[str, str] | None = None) -> None:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("DISTILLERY_")}
-        self.env.update(DISTILLERY_DATA_DIR=str(folder / "var"), DISTILLERY_PORT=str(self.port), DISTILLERY_TENANT_MAX_ACTIVE_JOBS="1000000")
+        self.env.update(DISTILLERY_DATA_DIR=str(folder / "var"), DISTILLERY_PORT=str(self.port), DISTILLERY_TENANT_MAX_ACTIVE_JOBS="1000000", **(backends or {}))
+        if backends:
+            subprocess.run([sys.executable, "-m", "api.cli", "migrate"], env=self.env, cwd=ROOT, check=True, capture_output=True)
         self.processes: list[subprocess.Popen] = []
         self.key = subprocess.run([sys.executable, "-m", "api.cli", "keys", "create", "--tenant", "bench"], env=self.env, cwd=ROOT,
                                   check=True, capture_output=True, text=True).stdout.strip()
@@ -117,8 +120,38 @@ def _run_load(port: int, key: str, method: str, path: str, body: str, concurrenc
     return json.loads(subprocess.run(command, check=True, capture_output=True, text=True, timeout=120).stdout)
 
 
-def latency_section(folder: Path) -> dict:
-    service = Deployment(folder / "latency")
+@contextlib.contextmanager
+def production_backends() -> Iterator[dict[str, str] | None]:
+    """A fresh PostgreSQL database and a Redis database for the production-shape run, or None when unreachable.
+
+    ``DISTILLERY_BENCH_POSTGRES_ADMIN_URL`` (default: the local server as ``postgres``) and
+    ``DISTILLERY_BENCH_REDIS_URL`` (default: local Redis, database 14).
+    """
+    import psycopg
+    import redis
+
+    admin = os.environ.get("DISTILLERY_BENCH_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    broker = os.environ.get("DISTILLERY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+    name = f"distillery_bench_{os.getpid()}"
+    try:
+        redis.Redis.from_url(broker, socket_connect_timeout=2).flushdb()
+        with psycopg.connect(admin, autocommit=True, connect_timeout=2) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+    except (psycopg.Error, redis.RedisError) as exc:
+        _log(f"production-shape run skipped: {type(exc).__name__}: {exc}")
+        yield None
+        return
+    base = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        yield {"DISTILLERY_DATABASE_URL": f"{base}/{name}", "DISTILLERY_BROKER_URL": broker}
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def latency_section(folder: Path, backends: dict[str, str] | None = None) -> dict:
+    label = "PostgreSQL + Redis" if backends else "embedded default: SQLite, filesystem broker"
+    service = Deployment(folder / ("latency-production" if backends else "latency"), backends)
     try:
         service.start("api")
         with service.client() as client:
@@ -143,10 +176,10 @@ def latency_section(folder: Path) -> dict:
                              f"{result['p99_ms'] / base['p99_ms']:.1f}×", f"{result['rps'] / base['rps']:.2f}", result["failures"], target, ok])
     finally:
         service.stop()
-    return {"title": "API latency under concurrent load (embedded default: SQLite, filesystem broker; load from a second process)",
+    return {"title": f"API latency under concurrent load ({label}; load from a second process)",
             "columns": ["Endpoint", "Concurrency", "p50 ms", "p99 ms", "req/s", "p99 vs /healthz", "req/s vs /healthz", "Errors", "Target", "Met"],
             "rows": rows, "notes": [f"{REQUESTS} requests per GET run ({POST_REQUESTS} per POST run) or {SECONDS:.0f} s, whichever ends first, after {http_load.WARMUP} unrecorded; "
-                                    "one uvicorn process; the load generator shares the same cores; 60 queued jobs exist before the first run, and every POST adds one; "
+                                    "one uvicorn process, its database work on the default threads (1 on SQLite, 4 on PostgreSQL: DISTILLERY_API_DB_THREADS); the load generator shares the same cores; 60 queued jobs exist before the first run, and every POST adds one; "
                                     f"a request unanswered after {http_load.REQUEST_TIMEOUT_S:.0f} s counts as an error at that latency",
                                     f"the first POST /v1/jobs after the API started took {first_post_s * 1000:.0f} ms (cold start, not in the table)"]}
 
@@ -205,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     sections = []
     if args.which in ("all", "latency"):
         sections.append(latency_section(args.work))
+        with production_backends() as backends:
+            if backends is not None:
+                sections.append(latency_section(args.work, backends))
     if args.which in ("all", "worker"):
         sections.append(worker_section(args.work))
     print(json.dumps(sections))

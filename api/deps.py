@@ -1,16 +1,21 @@
 """FastAPI dependencies and the one way routes reach the database.
 
 Routes are ``async``: each runs its database and storage work as one call to ``in_session`` (one
-threadpool hop with its own session), so the event loop never waits on I/O and a request costs one
+thread hop with its own session), so the event loop never waits on I/O and a request costs one
 thread switch, not one per sync dependency. ``TenantDep`` answers from ``api.auth.KEY_CACHE`` without
 leaving the event loop when it can.
 """
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Callable
+from functools import partial
 from typing import Annotated, Concatenate, ParamSpec, TypeVar
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Header
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
@@ -29,11 +34,36 @@ def _call_with_session(function: Callable[Concatenate[Session, P], T], *args: P.
         return function(session, *args, **kwargs)
 
 
-async def in_session(function: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """``function(session, *args)`` in the threadpool with a session of its own, closed afterwards.
+_LIMITERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = weakref.WeakKeyDictionary()
 
-    Build response models inside ``function``: ORM rows are detached once it returns.
+
+def _database_threads() -> anyio.CapacityLimiter:
+    """How many requests may run database work at once (one limiter per event loop).
+
+    Few on purpose: Python threads share one interpreter lock, and sqlite3 and psycopg release and
+    re-take it on every row and round trip, so eight threads fighting for it serve fewer requests,
+    with far longer tails, than one or two (measured in ``api.bench_service``). SQLite has a single
+    writer anyway; PostgreSQL calls wait on the network, so more of them overlap usefully.
     """
+    loop = asyncio.get_running_loop()
+    if loop not in _LIMITERS:
+        settings = get_settings()
+        default = 1 if settings.resolved_database_url.startswith("sqlite") else 4
+        _LIMITERS[loop] = anyio.CapacityLimiter(settings.api_db_threads or default)
+    return _LIMITERS[loop]
+
+
+async def in_session(function: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """``function(session, *args)`` on one of the API's database threads, with a session of its own.
+
+    For quick database work (one request's queries); build response models inside ``function``,
+    since ORM rows are detached once it returns.
+    """
+    return await anyio.to_thread.run_sync(partial(_call_with_session, function, *args, **kwargs), limiter=_database_threads())
+
+
+async def in_session_long(function: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Like ``in_session`` on the general threadpool: for uploads, whose checks take seconds and must not hold up other requests."""
     return await run_in_threadpool(_call_with_session, function, *args, **kwargs)
 
 

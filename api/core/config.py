@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     requeue_after_s: float = 30.0
     max_attempts: int = 3
     tenant_max_active_jobs: int = 20
+    api_db_threads: int | None = Field(default=None, ge=1, le=200, description="requests that may run database work at once in one API process; default 1 on SQLite, 4 otherwise")
     auth_cache_s: float = Field(default=5.0, ge=0, description="how long a checked API key is trusted without the database; 0 checks every request")
     tenant_max_storage_bytes: int = 200 * 1024**3
     worker_concurrency: int = 1

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.core.config import Settings
-from api.deps import SettingsDep, TenantDep, in_session
+from api.deps import SettingsDep, TenantDep, in_session, in_session_long
 from api.errors import ApiError, not_found
 from api.jobstate import ACTIVE
 from api.models import DatasetRow, JobRow
@@ -34,7 +34,7 @@ async def upload_dataset(
     file: Annotated[UploadFile, File(description=".zip or .tar.gz with train/<class>/<image> and val/<class>/<image>")],
     name: Annotated[str | None, Form(max_length=200)] = None,
 ) -> DatasetOut:
-    return await in_session(_store_dataset, settings, tenant, file, name)
+    return await in_session_long(_store_dataset, settings, tenant, file, name)
 
 
 def _list(session: Session, tenant: str, limit: int, cursor: str | None) -> Page[DatasetOut]:
@@ -82,5 +82,5 @@ def _delete(session: Session, tenant: str, dataset_id: str) -> None:
 
 @router.delete("/{dataset_id}", status_code=204)
 async def delete_dataset(dataset_id: str, tenant: TenantDep) -> Response:
-    await in_session(_delete, tenant, dataset_id)
+    await in_session_long(_delete, tenant, dataset_id)
     return Response(status_code=204)

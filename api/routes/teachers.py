@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.core.config import Settings
-from api.deps import SettingsDep, TenantDep, in_session
+from api.deps import SettingsDep, TenantDep, in_session, in_session_long
 from api.errors import ApiError, not_found
 from api.jobstate import ACTIVE
 from api.models import JobRow, JobTeacher, TeacherRow
@@ -53,7 +53,7 @@ async def upload_teacher(
     std: Annotated[str | None, Form()] = None,
     name: Annotated[str | None, Form(max_length=200)] = None,
 ) -> TeacherOut:
-    return await in_session(_store_teacher, settings, tenant, file, format, arch, num_classes, input_size, mean, std, name)
+    return await in_session_long(_store_teacher, settings, tenant, file, format, arch, num_classes, input_size, mean, std, name)
 
 
 def _list(session: Session, tenant: str, limit: int, cursor: str | None) -> Page[TeacherOut]:
@@ -92,5 +92,5 @@ def _delete(session: Session, tenant: str, teacher_id: str) -> None:
 
 @router.delete("/{teacher_id}", status_code=204)
 async def delete_teacher(teacher_id: str, tenant: TenantDep) -> Response:
-    await in_session(_delete, tenant, teacher_id)
+    await in_session_long(_delete, tenant, teacher_id)
     return Response(status_code=204)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from kdcore.bench.results import Section
 
-SERVICE_BENCH_TIMEOUT_S = 420
+SERVICE_BENCH_TIMEOUT_S = 720
 
 
 def run(work: Path) -> list[Section]:
