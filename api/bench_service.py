@@ -150,7 +150,7 @@ def production_backends() -> Iterator[dict[str, str] | None]:
 
 
 def latency_section(folder: Path, backends: dict[str, str] | None = None) -> dict:
-    label = "PostgreSQL + Redis" if backends else "embedded default: SQLite, filesystem broker"
+    backend_label = "PostgreSQL + Redis" if backends else "embedded default: SQLite, filesystem broker"
     service = Deployment(folder / ("latency-production" if backends else "latency"), backends)
     try:
         service.start("api")
@@ -176,7 +176,7 @@ def latency_section(folder: Path, backends: dict[str, str] | None = None) -> dic
                              f"{result['p99_ms'] / base['p99_ms']:.1f}×", f"{result['rps'] / base['rps']:.2f}", result["failures"], target, ok])
     finally:
         service.stop()
-    return {"title": f"API latency under concurrent load ({label}; load from a second process)",
+    return {"title": f"API latency under concurrent load ({backend_label}; load from a second process)",
             "columns": ["Endpoint", "Concurrency", "p50 ms", "p99 ms", "req/s", "p99 vs /healthz", "req/s vs /healthz", "Errors", "Target", "Met"],
             "rows": rows, "notes": [f"{REQUESTS} requests per GET run ({POST_REQUESTS} per POST run) or {SECONDS:.0f} s, whichever ends first, after {http_load.WARMUP} unrecorded; "
                                     "one uvicorn process, its database work on the default threads (1 on SQLite, 4 on PostgreSQL: DISTILLERY_API_DB_THREADS); the load generator shares the same cores; 60 queued jobs exist before the first run, and every POST adds one; "
