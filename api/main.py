@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,21 +17,29 @@ from api.response_observer import ResponseObserver
 from api.routes import artifact_links, artifacts, datasets, events, health, jobs, methods, teachers, webhooks
 
 
-@asynccontextmanager
-async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
-    """Load what the first requests would (the built-in datasets' metadata), then freeze the heap.
-
-    The API imports torch and timm for validation: millions of long-lived objects that every full
-    garbage collection would walk, stalling requests by a few hundred ms. ``gc.freeze`` exempts
-    everything alive at startup, so collections only see what requests allocate.
-    """
+def _warm_builtin_datasets() -> None:
     from kdcore.data.builtin import BUILTIN_DATASETS, builtin_info
 
     for name in BUILTIN_DATASETS:
         builtin_info(name)
+
+
+@asynccontextmanager
+async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
+    """Freeze the heap the imports built, and load the built-in datasets' metadata off the event loop.
+
+    The API imports torch and timm for validation: millions of long-lived objects that every full
+    garbage collection would walk, stalling requests by a few hundred ms. ``gc.freeze`` exempts
+    everything alive at startup, so collections only see what requests allocate. The first job on
+    ``builtin:digits`` would otherwise load the dataset inside its request; the server answers
+    meanwhile.
+    """
     gc.collect()
     gc.freeze()
+    warming = asyncio.get_running_loop().run_in_executor(None, _warm_builtin_datasets)
     yield
+    with contextlib.suppress(Exception):  # a failed warm-up already showed in the requests that needed it
+        await warming
 
 
 def create_app() -> FastAPI:

@@ -59,7 +59,7 @@ class Service:
 
     def start_api(self) -> None:
         self.api = self._spawn("api", "api")
-        wait_until(self._ready, 60, what="the API to answer /readyz")
+        wait_until(self._ready, 180, what="the API to answer /readyz")  # a fresh venv compiles torch and timm on first import
 
     def _ready(self) -> bool:
         try:
