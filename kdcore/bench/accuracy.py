@@ -28,8 +28,6 @@ README_START, README_END = "<!-- bench-accuracy:start -->", "<!-- bench-accuracy
 # (the paper optimises 2,000 iterations per batch; the table states what was used).
 DATA_FREE_STEPS = 50
 DEEPINVERSION_OVERRIDES = {"inversion_iterations": 150, "refresh_every": 40, "pool_batches": 5, "jitter": 2, "flip": False}
-# Extra rows: a method again with the settings its paper gives for data like digits (DAFL's MNIST run).
-VARIANTS = {"dafl": {"one_hot_weight": 1.0, "entropy_weight": 5.0, "activation_weight": 0.1, "latent_dim": 100, "generator_lr": 0.2}}
 
 
 def _run(work: Path, method: str, seed: int, epochs: int, teachers: list[dict], hyperparams: dict | None = None, steps: int | None = None) -> tuple[float, float]:
@@ -64,18 +62,14 @@ def run(epochs: int, seeds: list[int], data_free_seeds: list[int], data_free_epo
             count = 2 if method.name == "meal_v2" else low
             teachers = [teacher] * count
             data_free = not method.needs_dataset
-            settings = [DEEPINVERSION_OVERRIDES if method.name == "deepinversion" else {}]
-            if method.name in VARIANTS:
-                settings.append(VARIANTS[method.name])
-            for variant, hyper in enumerate(settings):
-                scores, seconds = [], 0.0
-                for seed in data_free_seeds if data_free else seeds:
-                    top1, took = _run(work / f"v{variant}", method.name, seed, data_free_epochs if data_free else epochs, teachers, hyper,
-                                      DATA_FREE_STEPS if data_free else None)
-                    scores.append(top1)
-                    seconds += took
-                    print(f"{method.name} {hyper or 'defaults'} seed {seed}: {top1:.4f} ({took:.0f} s)", file=sys.stderr)
-                rows.append((method.name, method.family, scores, seconds / len(scores), data_free, hyper))
+            hyper = DEEPINVERSION_OVERRIDES if method.name == "deepinversion" else {}
+            scores, seconds = [], 0.0
+            for seed in data_free_seeds if data_free else seeds:
+                top1, took = _run(work, method.name, seed, data_free_epochs if data_free else epochs, teachers, hyper, DATA_FREE_STEPS if data_free else None)
+                scores.append(top1)
+                seconds += took
+                print(f"{method.name} seed {seed}: {top1:.4f} ({took:.0f} s)", file=sys.stderr)
+            rows.append((method.name, method.family, scores, seconds / len(scores), data_free, hyper))
     return _table(rows, teacher_top1, epochs, seeds, data_free_seeds, data_free_epochs)
 
 
