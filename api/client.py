@@ -124,7 +124,9 @@ class DistilleryClient:
                 with connect_sse(self.http, "GET", f"/v1/jobs/{job_id}/events", params={"after": after}, timeout=httpx.Timeout(60.0, read=120.0)) as source:
                     _raise_for_problem(source.response)
                     for sse in source.iter_sse():
-                        event = JobEvent.model_validate({"type": sse.event, **json.loads(sse.data)}) if sse.data else JobEvent(type=sse.event)
+                        if not sse.data:  # a keep-alive comment (the server pings idle streams); every real event carries data
+                            continue
+                        event = JobEvent.model_validate({"type": sse.event, **json.loads(sse.data)})
                         failures = 0
                         if event.seq is not None:
                             after = event.seq

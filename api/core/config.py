@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     max_attempts: int = 3
     tenant_max_active_jobs: int = 20
     api_db_threads: int | None = Field(default=None, ge=1, le=200, description="requests that may run database work at once in one API process; default 1 on SQLite, 4 otherwise")
+    sse_ping_s: float = Field(default=15.0, gt=0, le=300, description="keep-alive comment interval on idle event streams")
     auth_cache_s: float = Field(default=5.0, ge=0, description="how long a checked API key is trusted without the database; 0 checks every request")
     tenant_max_storage_bytes: int = 200 * 1024**3
     worker_concurrency: int = 1

@@ -118,7 +118,7 @@ def _events_after(session: Session, job_id: str, after: int) -> tuple[list[dict]
 
 
 @router.get("/{job_id}/events", response_class=EventSourceResponse, responses={200: {"content": {"text/event-stream": {}}}})
-async def job_events(job_id: str, tenant: TenantDep, after: Annotated[int, Query(ge=0, le=MAX_EVENT_SEQ)] = 0) -> EventSourceResponse:
+async def job_events(job_id: str, tenant: TenantDep, settings: SettingsDep, after: Annotated[int, Query(ge=0, le=MAX_EVENT_SEQ)] = 0) -> EventSourceResponse:
     """Server-Sent Events: the history so far, then live status changes and metric points until the job ends."""
     await in_session(_job, tenant, job_id)
 
@@ -135,4 +135,4 @@ async def job_events(job_id: str, tenant: TenantDep, after: Annotated[int, Query
             if not events:
                 await asyncio.sleep(0.5)
 
-    return EventSourceResponse(stream(), ping=15)
+    return EventSourceResponse(stream(), ping=settings.sse_ping_s)
