@@ -5,15 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.deps import TenantDep, in_session
-from api.errors import ApiError, not_found
-from api.models import JobRow
+from api.errors import ApiError
 from api.schemas.common import MAX_EVENT_SEQ
 from api.schemas.events import JobEventOut, JobEventPage
 from api.services.events import events_page
+from api.services.jobs import tenant_job
 from api.services.listing import MAX_LIMIT
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -32,7 +31,6 @@ async def list_job_events(job_id: str, tenant: TenantDep, after: Annotated[int, 
 
 
 def _page(session: Session, tenant: str, job_id: str, after: int, limit: int) -> JobEventPage:
-    if session.scalar(select(JobRow.id).where(JobRow.id == job_id, JobRow.tenant_id == tenant)) is None:
-        raise not_found("job", job_id)
+    tenant_job(session, tenant, job_id)
     items, next_cursor = events_page(session, job_id, after, limit)
     return JobEventPage(items=[JobEventOut(**item) for item in items], next_cursor=next_cursor)

@@ -12,7 +12,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from api.core.config import Settings
 from api.deps import SettingsDep, TenantDep, in_session
-from api.errors import ApiError, not_found
+from api.errors import ApiError
 from api.jobstate import TERMINAL
 from api.models import ArtifactRow, JobEvent, JobRow
 from api.queue import enqueue_job
@@ -26,13 +26,6 @@ from api.services.webhooks import require_signing_secret
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-
-
-def _job(session: Session, tenant: str, job_id: str) -> JobRow:
-    job = session.scalar(select(JobRow).where(JobRow.id == job_id, JobRow.tenant_id == tenant))
-    if job is None:
-        raise not_found("job", job_id)
-    return job
 
 
 def _submit(session: Session, settings: Settings, tenant: str, body: JobCreate, idempotency_key: str | None) -> tuple[JobOut, bool]:
@@ -69,7 +62,7 @@ async def list_jobs(tenant: TenantDep, status: Status | None = None, limit: Anno
 
 
 def _get(session: Session, tenant: str, job_id: str) -> JobOut:
-    return service.job_out(_job(session, tenant, job_id))
+    return service.job_out(service.tenant_job(session, tenant, job_id))
 
 
 @router.get("/{job_id}", response_model=JobOut)
@@ -78,7 +71,7 @@ async def get_job(job_id: str, tenant: TenantDep) -> JobOut:
 
 
 def _cancel(session: Session, tenant: str, job_id: str) -> JobOut:
-    return service.job_out(service.cancel_job(session, _job(session, tenant, job_id)))
+    return service.job_out(service.cancel_job(session, service.tenant_job(session, tenant, job_id)))
 
 
 @router.post("/{job_id}/cancel", status_code=202, response_model=JobOut)
@@ -87,7 +80,7 @@ async def cancel_job(job_id: str, tenant: TenantDep) -> JobOut:
 
 
 def _metrics(session: Session, tenant: str, job_id: str, name: str | None) -> MetricSeries:
-    _job(session, tenant, job_id)
+    service.tenant_job(session, tenant, job_id)
     query = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.kind == "metric")
     if name:
         query = query.where(JobEvent.name == name)
@@ -101,7 +94,7 @@ async def job_metrics(job_id: str, tenant: TenantDep, name: str | None = None) -
 
 
 def _artifacts(session: Session, tenant: str, job_id: str) -> ArtifactList:
-    _job(session, tenant, job_id)
+    service.tenant_job(session, tenant, job_id)
     rows = session.scalars(select(ArtifactRow).where(ArtifactRow.job_id == job_id).order_by(ArtifactRow.id)).all()
     return ArtifactList(items=[ArtifactOut(id=r.id, kind=r.kind, filename=r.filename, size_bytes=r.size_bytes, sha256=r.sha256, metadata=r.meta or {}) for r in rows])
 
@@ -120,7 +113,7 @@ def _events_after(session: Session, job_id: str, after: int) -> tuple[list[dict]
 @router.get("/{job_id}/events", response_class=EventSourceResponse, responses={200: {"content": {"text/event-stream": {}}}})
 async def job_events(job_id: str, tenant: TenantDep, settings: SettingsDep, after: Annotated[int, Query(ge=0, le=MAX_EVENT_SEQ)] = 0) -> EventSourceResponse:
     """Server-Sent Events: the history so far, then live status changes and metric points until the job ends."""
-    await in_session(_job, tenant, job_id)
+    await in_session(service.tenant_job, tenant, job_id)
 
     async def stream() -> AsyncIterator[dict]:
         cursor = after

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.deps import TenantDep, in_session
-from api.errors import not_found
-from api.models import JobRow
 from api.schemas.webhooks import WebhookDeliveryList, WebhookDeliveryOut, WebhookSecretOut
 from api.services import webhooks as service
+from api.services.jobs import tenant_job
 
 router = APIRouter(tags=["webhooks"])
 
@@ -22,8 +20,7 @@ async def job_webhooks(job_id: str, tenant: TenantDep) -> WebhookDeliveryList:
 
 
 def _deliveries(session: Session, tenant: str, job_id: str) -> WebhookDeliveryList:
-    if session.scalar(select(JobRow.id).where(JobRow.id == job_id, JobRow.tenant_id == tenant)) is None:
-        raise not_found("job", job_id)
+    tenant_job(session, tenant, job_id)
     return WebhookDeliveryList(items=[WebhookDeliveryOut.model_validate(r, from_attributes=True) for r in service.deliveries_for(session, job_id)])
 
 

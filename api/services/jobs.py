@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.core.config import Settings
-from api.errors import ApiError
+from api.errors import ApiError, not_found
 from api.ids import new_id
 from api.jobstate import ACTIVE, transition
 from api.models import ArtifactRow, JobEvent, JobRow, JobTeacher, TeacherRow, utcnow
@@ -140,6 +140,14 @@ def _by_idempotency_key(session: Session, tenant: str, key: str, digest: str) ->
     if row.request_hash != digest:
         raise ApiError(422, f"Idempotency-Key {key!r} was already used with a different request body; use a new key for a different job")
     return row
+
+
+def tenant_job(session: Session, tenant: str, job_id: str) -> JobRow:
+    """The tenant's job, or 404 (a job of another tenant is not found either)."""
+    job = session.scalar(select(JobRow).where(JobRow.id == job_id, JobRow.tenant_id == tenant))
+    if job is None:
+        raise not_found("job", job_id)
+    return job
 
 
 def cancel_job(session: Session, job: JobRow) -> JobRow:
