@@ -57,16 +57,21 @@ class Deployment:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("DISTILLERY_")}
-        self.env.update(DISTILLERY_DATA_DIR=str(folder / "var"), DISTILLERY_PORT=str(self.port), DISTILLERY_TENANT_MAX_ACTIVE_JOBS="1000000", **(backends or {}))
+        self.env.update(
+            DISTILLERY_DATA_DIR=str(folder / "var"), DISTILLERY_PORT=str(self.port), DISTILLERY_TENANT_MAX_ACTIVE_JOBS="1000000", **(backends or {})
+        )
         if backends:
             subprocess.run([sys.executable, "-m", "api.cli", "migrate"], env=self.env, cwd=ROOT, check=True, capture_output=True)
         self.processes: list[subprocess.Popen] = []
-        self.key = subprocess.run([sys.executable, "-m", "api.cli", "keys", "create", "--tenant", "bench"], env=self.env, cwd=ROOT,
-                                  check=True, capture_output=True, text=True).stdout.strip()
+        self.key = subprocess.run(
+            [sys.executable, "-m", "api.cli", "keys", "create", "--tenant", "bench"], env=self.env, cwd=ROOT, check=True, capture_output=True, text=True
+        ).stdout.strip()
 
     def start(self, command: str) -> subprocess.Popen:
         log = open(self.folder / f"{command}.log", "ab")  # noqa: SIM115  (the process writes to it until stop)
-        process = subprocess.Popen([sys.executable, "-m", "api.cli", command], env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", command], env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.processes.append(process)
         return process
 
@@ -103,20 +108,47 @@ def _upload_teacher(client: httpx.Client, folder: Path, arch: str, input_size: t
     path = folder / f"{arch}.safetensors"
     save_file({k: v.contiguous() for k, v in create_model(arch, num_classes=10, in_chans=input_size[0]).state_dict().items()}, str(path))
     with open(path, "rb") as handle:
-        response = client.post("/v1/teachers", files={"file": (path.name, handle)},
-                               data={"format": "safetensors", "arch": arch, "num_classes": "10", "input_size": ",".join(map(str, input_size))})
+        response = client.post(
+            "/v1/teachers",
+            files={"file": (path.name, handle)},
+            data={"format": "safetensors", "arch": arch, "num_classes": "10", "input_size": ",".join(map(str, input_size))},
+        )
     response.raise_for_status()
     return response.json()["id"]
 
 
 def _job_body(teacher: str, input_size: tuple[int, int, int], epochs: int = 1) -> dict:
-    return {"method": "kd", "teachers": [teacher], "student": {"arch": "cifar_resnet8"}, "dataset": "builtin:digits",
-            "training": {"epochs": epochs, "batch_size": 64, "input_size": list(input_size)}, "export": ["safetensors"]}
+    return {
+        "method": "kd",
+        "teachers": [teacher],
+        "student": {"arch": "cifar_resnet8"},
+        "dataset": "builtin:digits",
+        "training": {"epochs": epochs, "batch_size": 64, "input_size": list(input_size)},
+        "export": ["safetensors"],
+    }
 
 
 def _run_load(port: int, key: str, method: str, path: str, body: str, concurrency: int, count: int) -> dict:
-    command = [sys.executable, http_load.__file__, "--port", str(port), "--key", key, "--method", method, "--path", path,
-               "--body", body, "--concurrency", str(concurrency), "--count", str(count), "--seconds", str(SECONDS)]
+    command = [
+        sys.executable,
+        http_load.__file__,
+        "--port",
+        str(port),
+        "--key",
+        key,
+        "--method",
+        method,
+        "--path",
+        path,
+        "--body",
+        body,
+        "--concurrency",
+        str(concurrency),
+        "--count",
+        str(count),
+        "--seconds",
+        str(SECONDS),
+    ]
     return json.loads(subprocess.run(command, check=True, capture_output=True, text=True, timeout=120).stdout)
 
 
@@ -161,27 +193,50 @@ def latency_section(folder: Path, backends: dict[str, str] | None = None) -> dic
             jobs = [client.post("/v1/jobs", json=body).json()["id"]]
             first_post_s = time.perf_counter() - started
             jobs += [client.post("/v1/jobs", json=body).json()["id"] for _ in range(59)]
-        targets = [("GET /healthz (floor)", "GET", "/healthz", "", REQUESTS), ("GET /v1/jobs/{id}", "GET", f"/v1/jobs/{jobs[0]}", "", REQUESTS),
-                   ("GET /v1/jobs", "GET", "/v1/jobs", "", REQUESTS), ("POST /v1/jobs", "POST", "/v1/jobs", json.dumps(body), POST_REQUESTS)]
+        targets = [
+            ("GET /healthz (floor)", "GET", "/healthz", "", REQUESTS),
+            ("GET /v1/jobs/{id}", "GET", f"/v1/jobs/{jobs[0]}", "", REQUESTS),
+            ("GET /v1/jobs", "GET", "/v1/jobs", "", REQUESTS),
+            ("POST /v1/jobs", "POST", "/v1/jobs", json.dumps(body), POST_REQUESTS),
+        ]
         rows, floor = [], {}
         for concurrency in CONCURRENCY:
             for label, method, path, payload, count in targets:
                 result = _run_load(service.port, service.key, method, path, payload, concurrency, count)
-                _log(f"{label} c={concurrency}: p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, {result['rps']:.0f} req/s, {result['failures']} failed")
+                _log(
+                    f"{label} c={concurrency}: p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, {result['rps']:.0f} req/s, {result['failures']} failed"
+                )
                 floor.setdefault(concurrency, result)
                 base = floor[concurrency]
                 target = f"p99 < {P99_TARGET_MS:.0f} ms" if concurrency == 8 and "floor" not in label else "—"
                 ok = "—" if target == "—" else ("yes" if result["p99_ms"] < P99_TARGET_MS and not result["failures"] else "**no**")
-                rows.append([label, concurrency, f"{result['p50_ms']:.1f}", f"{result['p99_ms']:.1f}", f"{result['rps']:.0f}",
-                             f"{result['p99_ms'] / base['p99_ms']:.1f}×", f"{result['rps'] / base['rps']:.2f}", result["failures"], target, ok])
+                rows.append(
+                    [
+                        label,
+                        concurrency,
+                        f"{result['p50_ms']:.1f}",
+                        f"{result['p99_ms']:.1f}",
+                        f"{result['rps']:.0f}",
+                        f"{result['p99_ms'] / base['p99_ms']:.1f}×",
+                        f"{result['rps'] / base['rps']:.2f}",
+                        result["failures"],
+                        target,
+                        ok,
+                    ]
+                )
     finally:
         service.stop()
-    return {"title": f"API latency under concurrent load ({backend_label}; load from a second process)",
-            "columns": ["Endpoint", "Concurrency", "p50 ms", "p99 ms", "req/s", "p99 vs /healthz", "req/s vs /healthz", "Errors", "Target", "Met"],
-            "rows": rows, "notes": [f"{REQUESTS} requests per GET run ({POST_REQUESTS} per POST run) or {SECONDS:.0f} s, whichever ends first, after {http_load.WARMUP} unrecorded; "
-                                    "one uvicorn process, its database work on the default threads (1 on SQLite, 4 on PostgreSQL: DISTILLERY_API_DB_THREADS); the load generator shares the same cores; 60 queued jobs exist before the first run, and every POST adds one; "
-                                    f"a request unanswered after {http_load.REQUEST_TIMEOUT_S:.0f} s counts as an error at that latency",
-                                    f"the first POST /v1/jobs after the API started took {first_post_s * 1000:.0f} ms (cold start, not in the table)"]}
+    return {
+        "title": f"API latency under concurrent load ({backend_label}; load from a second process)",
+        "columns": ["Endpoint", "Concurrency", "p50 ms", "p99 ms", "req/s", "p99 vs /healthz", "req/s vs /healthz", "Errors", "Target", "Met"],
+        "rows": rows,
+        "notes": [
+            f"{REQUESTS} requests per GET run ({POST_REQUESTS} per POST run) or {SECONDS:.0f} s, whichever ends first, after {http_load.WARMUP} unrecorded; "
+            "one uvicorn process, its database work on the default threads (1 on SQLite, 4 on PostgreSQL: DISTILLERY_API_DB_THREADS); the load generator shares the same cores; 60 queued jobs exist before the first run, and every POST adds one; "
+            f"a request unanswered after {http_load.REQUEST_TIMEOUT_S:.0f} s counts as an error at that latency",
+            f"the first POST /v1/jobs after the API started took {first_post_s * 1000:.0f} ms (cold start, not in the table)",
+        ],
+    }
 
 
 def worker_section(folder: Path) -> dict:
@@ -217,17 +272,33 @@ def worker_section(folder: Path) -> dict:
     finally:
         service.stop()
     seen, rows_median = statistics.median(observed[1:]), statistics.median(recorded[1:])
-    return {"title": "Worker: submit-to-running with an idle worker, and memory during jobs",
-            "columns": ["Measure", "Value", "Target", "Met"],
-            "rows": [[f"Submit → `running`, seen by a client polling every 5 ms (median of {TIMED_SUBMISSIONS})", f"{seen:.3f} s", f"< {SUBMIT_TARGET_S:.0f} s", "yes" if seen < SUBMIT_TARGET_S else "**no**"],
-                     [f"Submit → `running`, from the job's created_at/started_at (median of {TIMED_SUBMISSIONS})", f"{rows_median:.3f} s", f"< {SUBMIT_TARGET_S:.0f} s", "yes" if rows_median < SUBMIT_TARGET_S else "**no**"],
-                     ["Peak RSS of a job process (VmHWM, shared pages included)", f"{sampler.peak_by_depth_kib.get(JOB_DEPTH, 0) / 1024:.0f} MiB", "—", "—"],
-                     ["Peak RSS of Celery's main process (VmHWM)", f"{sampler.peak_by_depth_kib.get(JOB_DEPTH - 1, 0) / 1024:.0f} MiB", "—", "—"],
-                     ["Peak memory of the whole worker (PSS summed over its processes, sampled every 0.25 s)", f"{sampler.peak_total_kib / 1024:.0f} MiB", "—", "—"],
-                     ["Idle worker memory (PSS summed over its processes)", f"{idle_kib / 1024:.0f} MiB", "—", "—"]],
-            "notes": [f"jobs: kd, cifar_resnet8 → cifar_resnet8 on digits at 16×16, 1 epoch, one after another, each {IDLE_SETTLE_S:.0f} s after the last "
-                      f"ended, the first one untimed (warm-up; {observed[0]:.2f} s as seen by the client) ({', '.join(outcomes)}); "
-                      "one job per child process (max-tasks-per-child 1), filesystem broker polled every 0.1 s"]}
+    return {
+        "title": "Worker: submit-to-running with an idle worker, and memory during jobs",
+        "columns": ["Measure", "Value", "Target", "Met"],
+        "rows": [
+            [
+                f"Submit → `running`, seen by a client polling every 5 ms (median of {TIMED_SUBMISSIONS})",
+                f"{seen:.3f} s",
+                f"< {SUBMIT_TARGET_S:.0f} s",
+                "yes" if seen < SUBMIT_TARGET_S else "**no**",
+            ],
+            [
+                f"Submit → `running`, from the job's created_at/started_at (median of {TIMED_SUBMISSIONS})",
+                f"{rows_median:.3f} s",
+                f"< {SUBMIT_TARGET_S:.0f} s",
+                "yes" if rows_median < SUBMIT_TARGET_S else "**no**",
+            ],
+            ["Peak RSS of a job process (VmHWM, shared pages included)", f"{sampler.peak_by_depth_kib.get(JOB_DEPTH, 0) / 1024:.0f} MiB", "—", "—"],
+            ["Peak RSS of Celery's main process (VmHWM)", f"{sampler.peak_by_depth_kib.get(JOB_DEPTH - 1, 0) / 1024:.0f} MiB", "—", "—"],
+            ["Peak memory of the whole worker (PSS summed over its processes, sampled every 0.25 s)", f"{sampler.peak_total_kib / 1024:.0f} MiB", "—", "—"],
+            ["Idle worker memory (PSS summed over its processes)", f"{idle_kib / 1024:.0f} MiB", "—", "—"],
+        ],
+        "notes": [
+            f"jobs: kd, cifar_resnet8 → cifar_resnet8 on digits at 16×16, 1 epoch, one after another, each {IDLE_SETTLE_S:.0f} s after the last "
+            f"ended, the first one untimed (warm-up; {observed[0]:.2f} s as seen by the client) ({', '.join(outcomes)}); "
+            "one job per child process (max-tasks-per-child 1), filesystem broker polled every 0.1 s"
+        ],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

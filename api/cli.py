@@ -33,15 +33,46 @@ def api_command() -> list[str]:
     from api.core.config import get_settings
 
     settings = get_settings()
-    return [sys.executable, "-m", "uvicorn", "api.main:app", "--host", settings.host, "--port", str(settings.port), "--no-access-log", "--timeout-graceful-shutdown", "5"]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "api.main:app",
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.port),
+        "--no-access-log",
+        "--timeout-graceful-shutdown",
+        "5",
+    ]
 
 
 def worker_command(concurrency: int | None = None) -> list[str]:
     from api.core.config import get_settings
 
     count = concurrency or get_settings().worker_concurrency
-    return [sys.executable, "-m", "celery", "-A", "worker.tasks", "worker", "--pool", "prefork", "--concurrency", str(count),
-            "--max-tasks-per-child", "1", "-Q", "distillery", "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.tasks",
+        "worker",
+        "--pool",
+        "prefork",
+        "--concurrency",
+        str(count),
+        "--max-tasks-per-child",
+        "1",
+        "-Q",
+        "distillery",
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
 
 
 def _run_together(commands: list[list[str]]) -> int:

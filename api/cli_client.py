@@ -103,9 +103,13 @@ def run_client_command(args: argparse.Namespace) -> int:
 
 
 def _teacher_upload(client: DistilleryClient, args: argparse.Namespace) -> int:
-    teacher = client.upload_teacher(args.file, format=args.format, num_classes=args.num_classes, input_size=args.input_size, arch=args.arch,
-                                    mean=args.mean, std=args.std, name=args.name)
-    human.print(f"uploaded teacher {teacher.id}: {teacher.arch or teacher.format}, {teacher.params:,} parameters, {teacher.num_classes} classes, input {teacher.input_size}", markup=False)
+    teacher = client.upload_teacher(
+        args.file, format=args.format, num_classes=args.num_classes, input_size=args.input_size, arch=args.arch, mean=args.mean, std=args.std, name=args.name
+    )
+    human.print(
+        f"uploaded teacher {teacher.id}: {teacher.arch or teacher.format}, {teacher.params:,} parameters, {teacher.num_classes} classes, input {teacher.input_size}",
+        markup=False,
+    )
     print(teacher.id)
     return 0
 
@@ -143,7 +147,10 @@ def _status(client: DistilleryClient, args: argparse.Namespace) -> int:
         print(job.model_dump_json(indent=2))
         return 0
     progress = job.progress
-    human.print(f"{job.id} {job.name or ''} method={job.method} status={job.status} attempts={job.attempts} epoch {progress.epoch}/{progress.epochs} ({progress.fraction:.0%})", markup=False)
+    human.print(
+        f"{job.id} {job.name or ''} method={job.method} status={job.status} attempts={job.attempts} epoch {progress.epoch}/{progress.epochs} ({progress.fraction:.0%})",
+        markup=False,
+    )
     for name in ("train/loss", "val/top1", "val/top5", "teacher/val/top1", "time/samples_per_second"):
         if name in job.metrics:
             human.print(f"  {name} = {job.metrics[name]:.4g}", markup=False)
@@ -166,7 +173,15 @@ def _list(client: DistilleryClient, args: argparse.Namespace) -> int:
     table = Table("id", "status", "method", "name", "epoch", "val top-1", "created")
     for job in jobs:
         top1 = job.metrics.get("val/top1")
-        table.add_row(job.id, job.status, job.method, job.name or "", f"{job.progress.epoch}/{job.progress.epochs}", f"{top1:.1%}" if top1 is not None else "", job.created_at)
+        table.add_row(
+            job.id,
+            job.status,
+            job.method,
+            job.name or "",
+            f"{job.progress.epoch}/{job.progress.epochs}",
+            f"{top1:.1%}" if top1 is not None else "",
+            job.created_at,
+        )
     human.print(table)
     for job in jobs:
         print(job.id)
@@ -175,7 +190,9 @@ def _list(client: DistilleryClient, args: argparse.Namespace) -> int:
 
 def _cancel(client: DistilleryClient, args: argparse.Namespace) -> int:
     job = client.cancel_job(args.job)
-    human.print(f"{job.id}: {'cancelled' if job.status == 'cancelled' else 'cancellation requested; it stops within seconds'} (status {job.status})", markup=False)
+    human.print(
+        f"{job.id}: {'cancelled' if job.status == 'cancelled' else 'cancellation requested; it stops within seconds'} (status {job.status})", markup=False
+    )
     print(job.id)
     return 0
 
@@ -261,7 +278,10 @@ def _follow(client: DistilleryClient, job: Job) -> Job:
 def _report_end(job: Job) -> int:
     if job.status == "succeeded":
         top1 = job.metrics.get("val/top1")
-        human.print(f"{job.id} succeeded" + (f": val top-1 {top1:.1%}" if top1 is not None else "") + f"; download with 'distillery download {job.id} -o DIR'", markup=False)
+        human.print(
+            f"{job.id} succeeded" + (f": val top-1 {top1:.1%}" if top1 is not None else "") + f"; download with 'distillery download {job.id} -o DIR'",
+            markup=False,
+        )
         return 0
     reason = f" ({job.error.code}): {job.error.message}" if job.error else ""
     human.print(f"{job.id} {job.status}{reason}", markup=False)

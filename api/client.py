@@ -80,9 +80,27 @@ class DistilleryClient:
         return response
 
     # Teachers and datasets
-    def upload_teacher(self, path: str | Path, *, format: str, num_classes: int, input_size: Sequence[int] | str, arch: str | None = None,
-                       mean: Sequence[float] | str | None = None, std: Sequence[float] | str | None = None, name: str | None = None) -> Teacher:
-        form = {"format": format, "num_classes": str(num_classes), "input_size": _csv(input_size), "arch": arch, "mean": _csv(mean), "std": _csv(std), "name": name}
+    def upload_teacher(
+        self,
+        path: str | Path,
+        *,
+        format: str,
+        num_classes: int,
+        input_size: Sequence[int] | str,
+        arch: str | None = None,
+        mean: Sequence[float] | str | None = None,
+        std: Sequence[float] | str | None = None,
+        name: str | None = None,
+    ) -> Teacher:
+        form = {
+            "format": format,
+            "num_classes": str(num_classes),
+            "input_size": _csv(input_size),
+            "arch": arch,
+            "mean": _csv(mean),
+            "std": _csv(std),
+            "name": name,
+        }
         with open(path, "rb") as handle:
             response = self._request("POST", "/v1/teachers", files={"file": (Path(path).name, handle)}, data={k: v for k, v in form.items() if v is not None})
         return Teacher.model_validate(response.json())

@@ -77,7 +77,11 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 async def _tenant(authorization: Annotated[str | None, Header()] = None) -> str:
     unauthorized = {"WWW-Authenticate": "Bearer"}
     if not authorization:
-        raise ApiError(401, "missing Authorization header; send 'Authorization: Bearer <api key>' (create one with 'distillery keys create --tenant NAME')", headers=unauthorized)
+        raise ApiError(
+            401,
+            "missing Authorization header; send 'Authorization: Bearer <api key>' (create one with 'distillery keys create --tenant NAME')",
+            headers=unauthorized,
+        )
     scheme, _, key = authorization.partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key:

@@ -20,7 +20,19 @@ from api.schemas.common import Problem
 from kdcore.errors import KdError
 
 PROBLEM = "application/problem+json"
-TITLES = {400: "Bad request", 401: "Unauthorized", 404: "Not found", 405: "Method not allowed", 409: "Conflict", 413: "Payload too large", 415: "Unsupported media type", 422: "Unprocessable content", 429: "Too many requests", 500: "Internal server error", 503: "Service unavailable"}
+TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Payload too large",
+    415: "Unsupported media type",
+    422: "Unprocessable content",
+    429: "Too many requests",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
 
 
 DOCUMENTED_PROBLEMS = (400, 401, 404, 409, 413, 422, 429, 503)
@@ -31,7 +43,9 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, detail: str, errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None, type_: str = "about:blank") -> None:
+    def __init__(
+        self, status: int, detail: str, errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None, type_: str = "about:blank"
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
@@ -44,7 +58,9 @@ def not_found(kind: str, identifier: str) -> ApiError:
     return ApiError(404, f"no {kind} with id {identifier!r} exists for this API key's tenant")
 
 
-def problem(status: int, detail: str, errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None, type_: str = "about:blank") -> JSONResponse:
+def problem(
+    status: int, detail: str, errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None, type_: str = "about:blank"
+) -> JSONResponse:
     body: dict[str, Any] = {"type": type_, "title": TITLES.get(status, "Error"), "status": status, "detail": detail}
     if errors is not None:
         body["errors"] = errors
@@ -97,7 +113,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DataError)
     async def _unstorable(_: Request, exc: DataError) -> JSONResponse:
-        return problem(422, "a value in the request cannot be stored or searched for (a NUL character in a text, or a number out of range); remove it and retry")
+        return problem(
+            422, "a value in the request cannot be stored or searched for (a NUL character in a text, or a number out of range); remove it and retry"
+        )
 
     @app.exception_handler(OperationalError)
     async def _database_down(_: Request, exc: OperationalError) -> JSONResponse:

@@ -20,7 +20,16 @@ TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 ACTIVE = frozenset({"queued", "running"})
 
 
-def transition(session: Session, job_id: str, expected: set[str] | frozenset[str], new_status: str, *, where: dict[str, Any] | None = None, detail: dict[str, Any] | None = None, **values: Any) -> bool:
+def transition(
+    session: Session,
+    job_id: str,
+    expected: set[str] | frozenset[str],
+    new_status: str,
+    *,
+    where: dict[str, Any] | None = None,
+    detail: dict[str, Any] | None = None,
+    **values: Any,
+) -> bool:
     """Set ``status = new_status`` (and ``values``) only if the job is in ``expected``.
 
     Commits with a status event when it changed; otherwise rolls the session back (discarding
@@ -47,7 +56,10 @@ def transition(session: Session, job_id: str, expected: set[str] | frozenset[str
 def heartbeat(session: Session, job_id: str, worker: str, at: datetime | None = None) -> bool:
     """Record that ``worker`` still runs the job; False if the job is no longer running there."""
     result = session.execute(
-        update(JobRow).where(JobRow.id == job_id, JobRow.status == "running", JobRow.worker == worker).values(heartbeat_at=at or utcnow()).execution_options(synchronize_session=False)
+        update(JobRow)
+        .where(JobRow.id == job_id, JobRow.status == "running", JobRow.worker == worker)
+        .values(heartbeat_at=at or utcnow())
+        .execution_options(synchronize_session=False)
     )
     session.commit()
     return result.rowcount == 1

@@ -38,8 +38,13 @@ class JsonFormatter(logging.Formatter):
         self.service = service
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                 "level": record.levelname, "logger": record.name, "service": self.service, "message": record.getMessage()}
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "service": self.service,
+            "message": record.getMessage(),
+        }
         if getattr(record, "job_id", None):
             entry["job_id"] = record.job_id
         entry.update({key: getattr(record, key) for key in EXTRA_FIELDS if hasattr(record, key)})
@@ -78,5 +83,12 @@ def log_access(scope: Scope, status: int, seconds: float) -> None:
     path = scope["path"]
     duration_ms = round(seconds * 1000, 2)
     job_id = scope.get("path_params", {}).get("job_id")
-    access_log.log(logging.DEBUG if path in QUIET_PATHS else logging.INFO, "%s %s %d %.1fms", scope["method"], path, status, duration_ms,
-                   extra={"method": scope["method"], "path": path, "route": route_template(scope), "status": status, "duration_ms": duration_ms, "job_id": job_id})
+    access_log.log(
+        logging.DEBUG if path in QUIET_PATHS else logging.INFO,
+        "%s %s %d %.1fms",
+        scope["method"],
+        path,
+        status,
+        duration_ms,
+        extra={"method": scope["method"], "path": path, "route": route_template(scope), "status": status, "duration_ms": duration_ms, "job_id": job_id},
+    )

@@ -11,12 +11,21 @@ from api.response_observer import route_template
 
 REGISTRY = CollectorRegistry()
 REQUESTS = Counter("distillery_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=REGISTRY)
-LATENCY = Histogram("distillery_http_request_seconds", "HTTP request latency", ["method", "route"], registry=REGISTRY,
-                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+LATENCY = Histogram(
+    "distillery_http_request_seconds",
+    "HTTP request latency",
+    ["method", "route"],
+    registry=REGISTRY,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 JOBS = Gauge("distillery_jobs", "Jobs by status", ["status"], registry=REGISTRY)
 QUEUE = Gauge("distillery_queue_depth", "Messages waiting in the broker's job queue", registry=REGISTRY)
-HEARTBEAT_AGE = Gauge("distillery_worker_heartbeat_age_seconds", "Seconds since the worker running a job last wrote its heartbeat", ["worker", "job_id"], registry=REGISTRY)
-SAMPLES = Gauge("distillery_training_samples_per_second", "Training samples per second of a running job over its last two minutes", ["job_id"], registry=REGISTRY)
+HEARTBEAT_AGE = Gauge(
+    "distillery_worker_heartbeat_age_seconds", "Seconds since the worker running a job last wrote its heartbeat", ["worker", "job_id"], registry=REGISTRY
+)
+SAMPLES = Gauge(
+    "distillery_training_samples_per_second", "Training samples per second of a running job over its last two minutes", ["job_id"], registry=REGISTRY
+)
 
 
 def _refresh_gauges() -> None:

@@ -96,7 +96,7 @@ class S3Store(ObjectStore):
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=root)
         keys = [item["Key"] for page in pages for item in page.get("Contents", []) if item["Key"] == root or item["Key"].startswith(root + "/")]
         for start in range(0, len(keys), 1000):
-            batch = [{"Key": k} for k in keys[start:start + 1000]]
+            batch = [{"Key": k} for k in keys[start : start + 1000]]
             self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
 
     def check(self) -> None:

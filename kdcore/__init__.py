@@ -1,7 +1,7 @@
 """kdcore: the distillation library behind Distillery. Pure torch/timm; usable with no server.
 
-    from kdcore import JobSpec, train
-    result = train(JobSpec.model_validate_json(open("spec.json").read()))
+from kdcore import JobSpec, train
+result = train(JobSpec.model_validate_json(open("spec.json").read()))
 """
 
 from kdcore.errors import KdError
@@ -11,4 +11,16 @@ from kdcore.models import create_model, list_models
 from kdcore.spec import JobSpec
 from kdcore.train import train
 
-__all__ = ["JobSpec", "KdError", "MetricPoint", "Progress", "TrainCallbacks", "TrainResult", "create_model", "get_method", "list_methods", "list_models", "train"]
+__all__ = [
+    "JobSpec",
+    "KdError",
+    "MetricPoint",
+    "Progress",
+    "TrainCallbacks",
+    "TrainResult",
+    "create_model",
+    "get_method",
+    "list_methods",
+    "list_models",
+    "train",
+]

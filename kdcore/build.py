@@ -95,7 +95,16 @@ def parse_hparams(spec: JobSpec, method: type[Distiller]) -> Hyperparams:
         raise BadSpec(f"hyperparams for {spec.method!r}: {exc}") from exc
 
 
-def build_distiller(spec: JobSpec, method: type[Distiller], hparams: Hyperparams, student: nn.Module, teachers: list[Teacher], data: RunData, steps_per_epoch: int, device: torch.device) -> Distiller:
+def build_distiller(
+    spec: JobSpec,
+    method: type[Distiller],
+    hparams: Hyperparams,
+    student: nn.Module,
+    teachers: list[Teacher],
+    data: RunData,
+    steps_per_epoch: int,
+    device: torch.device,
+) -> Distiller:
     context = MethodContext(data.num_classes, data.input_size, spec.training.epochs, steps_per_epoch, device, spec.training.batch_size)
     return method(student, teachers, hparams, context)
 

@@ -37,8 +37,14 @@ def train_example_teacher(archive: Path, out: Path, epochs: int = 8) -> Path:
     work = out.parent / ".teacher-run"
     with zipfile.ZipFile(archive) as handle:
         handle.extractall(work / "data")
-    spec = JobSpec(method="supervised", student={"arch": "cifar_resnet20"}, dataset={"root": work / "data"}, export=["safetensors"], work_dir=work / "run",
-                   training={"epochs": epochs, "batch_size": 64, "augment": "none", "input_size": [3, 32, 32], "lr": 0.1})
+    spec = JobSpec(
+        method="supervised",
+        student={"arch": "cifar_resnet20"},
+        dataset={"root": work / "data"},
+        export=["safetensors"],
+        work_dir=work / "run",
+        training={"epochs": epochs, "batch_size": 64, "augment": "none", "input_size": [3, 32, 32], "lr": 0.1},
+    )
     result = train(spec)
     shutil.copyfile(result.artifacts[0].path, out)
     shutil.rmtree(work, ignore_errors=True)

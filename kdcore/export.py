@@ -65,14 +65,21 @@ def load_student_safetensors(path: Path) -> PreprocessedModel:
     return wrapped.eval()
 
 
-def export_student(student: PreprocessedModel, arch: str, num_classes: int, input_size: tuple[int, int, int], formats: list[str], out_dir: Path) -> list[ExportedFile]:
+def export_student(
+    student: PreprocessedModel, arch: str, num_classes: int, input_size: tuple[int, int, int], formats: list[str], out_dir: Path
+) -> list[ExportedFile]:
     out_dir.mkdir(parents=True, exist_ok=True)
     student = student.cpu().float().eval()
     probe = torch.rand(4, *input_size, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         reference = student(probe)
-    meta = student_metadata(arch, num_classes, input_size, student.preprocess.mean.flatten().tolist() if student.preprocess.normalize else None,
-                            student.preprocess.std.flatten().tolist() if student.preprocess.normalize else None)
+    meta = student_metadata(
+        arch,
+        num_classes,
+        input_size,
+        student.preprocess.mean.flatten().tolist() if student.preprocess.normalize else None,
+        student.preprocess.std.flatten().tolist() if student.preprocess.normalize else None,
+    )
     files: list[ExportedFile] = []
     for fmt in formats:
         if fmt == "safetensors":
@@ -114,8 +121,16 @@ def _export_onnx(student: nn.Module, meta: dict[str, str], probe, reference, pat
     import onnxruntime as ort
 
     with torch.no_grad():
-        torch.onnx.export(student, (probe,), str(path), input_names=["images"], output_names=["logits"],
-                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False, opset_version=17)
+        torch.onnx.export(
+            student,
+            (probe,),
+            str(path),
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+            dynamo=False,
+            opset_version=17,
+        )
     graph = onnx.load(str(path))
     for key, value in meta.items():
         entry = graph.metadata_props.add()

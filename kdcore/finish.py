@@ -33,7 +33,9 @@ class _Ensemble(torch.nn.Module):
         return torch.stack([F.softmax(t(x).float(), dim=1) for t in self.members]).mean(0).log()
 
 
-def finish_run(spec: JobSpec, distiller: Distiller, teachers: list[Teacher], data, device: torch.device, throughput: float, resumed_from: int, history: list[MetricPoint]) -> TrainResult:
+def finish_run(
+    spec: JobSpec, distiller: Distiller, teachers: list[Teacher], data, device: torch.device, throughput: float, resumed_from: int, history: list[MetricPoint]
+) -> TrainResult:
     student = distiller.export_student().float().eval()
     metrics: dict[str, float] = {
         "student/params": float(sum(p.numel() for p in student.parameters())),

@@ -32,7 +32,9 @@ def write_report(spec: JobSpec, metrics: dict[str, float], history: list[MetricP
     series: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for point in history:
         series[point.name].append((point.step, point.value))
-    curves = "".join(_svg_curve(name, pts) for name, pts in sorted(series.items()) if name in ("train/loss", "val/top1", "val/loss") or name.startswith("method/"))
+    curves = "".join(
+        _svg_curve(name, pts) for name, pts in sorted(series.items()) if name in ("train/loss", "val/top1", "val/loss") or name.startswith("method/")
+    )
 
     def cell(key: str, unit: str = "") -> str:
         if key not in metrics:
@@ -53,8 +55,13 @@ def write_report(spec: JobSpec, metrics: dict[str, float], history: list[MetricP
 
     sizes = "".join(f"<li>{html.escape(a.kind)}: {a.path.stat().st_size:,} bytes</li>" for a in artifacts)
     table = [
-        ("top-1", "val/top1", "%"), ("top-5", "val/top5", "%"), ("parameters", "params", ""), ("MACs per image", "macs", ""),
-        ("CPU latency, batch 1", "latency_ms_b1", "ms"), ("CPU latency, batch 32", "latency_ms_b32", "ms"), ("weights file", "file_bytes", "MB"),
+        ("top-1", "val/top1", "%"),
+        ("top-5", "val/top5", "%"),
+        ("parameters", "params", ""),
+        ("MACs per image", "macs", ""),
+        ("CPU latency, batch 1", "latency_ms_b1", "ms"),
+        ("CPU latency, batch 32", "latency_ms_b32", "ms"),
+        ("weights file", "file_bytes", "MB"),
     ]
     rows = "".join(
         f"<tr><th>{label}</th><td>{cell('teacher/' + key, unit)}</td><td>{cell(key if key.startswith('val/') else 'student/' + key, unit)}</td>"

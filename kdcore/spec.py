@@ -76,7 +76,9 @@ class TrainingConfig(StrictModel):
     checkpoint_every_steps: int = Field(default=200, ge=1)
     time_limit_s: float | None = Field(default=None, gt=0)
     log_every_steps: int = Field(default=10, ge=1)
-    steps_per_epoch: int | None = Field(default=None, ge=1, le=1_000_000, description="data-free methods only: synthetic batches per epoch (default: the method's)")
+    steps_per_epoch: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="data-free methods only: synthetic batches per epoch (default: the method's)"
+    )
 
     @property
     def learning_rate(self) -> float:

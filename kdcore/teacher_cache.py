@@ -121,8 +121,16 @@ def dataset_digest(data: ImageSet) -> str:
 class TeacherOutputCache:
     """Per-teacher tables ``[slots, N, ...]`` of stored outputs, filled slot by slot on first need."""
 
-    def __init__(self, data: ImageSet, pool: VariantPool | None, num_teachers: int, device: torch.device | None = None,
-                 store: Path | None = None, precision: torch.dtype | None = None, check: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        data: ImageSet,
+        pool: VariantPool | None,
+        num_teachers: int,
+        device: torch.device | None = None,
+        store: Path | None = None,
+        precision: torch.dtype | None = None,
+        check: Callable[[], None] | None = None,
+    ) -> None:
         self.data = data
         self.pool = pool
         self.device = device or torch.device("cpu")

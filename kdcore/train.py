@@ -68,13 +68,17 @@ def train(spec: JobSpec, callbacks: TrainCallbacks | None = None) -> TrainResult
         if callbacks.should_cancel():
             raise Cancelled("the job was cancelled")
         if config.time_limit_s is not None and time.monotonic() - started > config.time_limit_s:
-            raise TimeLimitExceeded(f"the job ran past its time limit of {config.time_limit_s:.0f} s while computing teacher outputs; raise training.time_limit_s or lower epochs")
+            raise TimeLimitExceeded(
+                f"the job ran past its time limit of {config.time_limit_s:.0f} s while computing teacher outputs; raise training.time_limit_s or lower epochs"
+            )
 
     pool = None
     if data.train is not None and config.teacher_cache == "auto" and teachers and not method.needs_teacher_features:
         if config.augment == "flip_crop":
             pool = VariantPool(len(data.train), data.train.images.shape[-2], data.train.images.shape[-1], config.seed, VARIANTS_PER_SAMPLE)
-        distiller.teacher_cache = TeacherOutputCache(data.train, pool, len(teachers), runtime.device, teacher_store_dir(spec.work_dir), runtime.amp_dtype, stop_if_asked)
+        distiller.teacher_cache = TeacherOutputCache(
+            data.train, pool, len(teachers), runtime.device, teacher_store_dir(spec.work_dir), runtime.amp_dtype, stop_if_asked
+        )
     source = TrainingBatches(data.train, plan, runtime.device, config.augment == "flip_crop", pool) if plan is not None else None
     optimizer = build.build_optimizer(config, distiller)
     total_steps = steps_per_epoch * config.epochs
@@ -150,7 +154,10 @@ def train(spec: JobSpec, callbacks: TrainCallbacks | None = None) -> TrainResult
                 train_seconds += time.perf_counter() - tick
                 tick = time.perf_counter()
                 names = {"loss": "train/loss"}
-                points = [MetricPoint(names.get(k, "train/" + k if k.startswith("loss/") else k.replace("signal/", "method/")), global_step, epoch, v) for k, v in values.items()]
+                points = [
+                    MetricPoint(names.get(k, "train/" + k if k.startswith("loss/") else k.replace("signal/", "method/")), global_step, epoch, v)
+                    for k, v in values.items()
+                ]
                 points.append(MetricPoint("train/lr", global_step, epoch, optimizer.param_groups[0]["lr"]))
                 points += [MetricPoint(f"method/{k}", global_step, epoch, v) for k, v in distiller.signals().items()]
                 report(points)
@@ -159,7 +166,9 @@ def train(spec: JobSpec, callbacks: TrainCallbacks | None = None) -> TrainResult
             if callbacks.should_cancel():
                 raise Cancelled("the job was cancelled")
             if config.time_limit_s is not None and time.monotonic() - started > config.time_limit_s:
-                raise TimeLimitExceeded(f"the job ran past its time limit of {config.time_limit_s:.0f} s at step {global_step}; raise training.time_limit_s or lower epochs")
+                raise TimeLimitExceeded(
+                    f"the job ran past its time limit of {config.time_limit_s:.0f} s at step {global_step}; raise training.time_limit_s or lower epochs"
+                )
             if global_step % config.checkpoint_every_steps == 0 and step < steps_per_epoch:
                 path = save_checkpoint(checkpoints, global_step, _checkpoint_state(distiller, optimizer, schedule, scaler, epoch, step, global_step, history))
                 callbacks.on_checkpoint(path, global_step)
@@ -168,7 +177,13 @@ def train(spec: JobSpec, callbacks: TrainCallbacks | None = None) -> TrainResult
             from kdcore.evaluate import evaluate
 
             accuracy = evaluate(distiller.export_student(), data.val, device=runtime.device)
-            report([MetricPoint("val/top1", global_step, epoch, accuracy.top1), MetricPoint("val/top5", global_step, epoch, accuracy.top5), MetricPoint("val/loss", global_step, epoch, accuracy.loss)])
+            report(
+                [
+                    MetricPoint("val/top1", global_step, epoch, accuracy.top1),
+                    MetricPoint("val/top5", global_step, epoch, accuracy.top5),
+                    MetricPoint("val/loss", global_step, epoch, accuracy.loss),
+                ]
+            )
         path = save_checkpoint(checkpoints, global_step, _checkpoint_state(distiller, optimizer, schedule, scaler, epoch + 1, 0, global_step, history))
         callbacks.on_checkpoint(path, global_step)
         callbacks.on_progress(Progress(epoch + 1, config.epochs, global_step, total_steps))

@@ -23,9 +23,14 @@ def _make_app() -> Celery:
         for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         broker = "filesystem://"
-        options = {"data_folder_in": str(folder / "queue"), "data_folder_out": str(folder / "queue"),
-                   "processed_folder": str(folder / "processed"), "control_folder": str(folder / "control"),
-                   "store_processed": False, "polling_interval": 0.1}
+        options = {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "processed_folder": str(folder / "processed"),
+            "control_folder": str(folder / "control"),
+            "store_processed": False,
+            "polling_interval": 0.1,
+        }
     else:
         broker = settings.broker_url
     app.conf.update(

@@ -68,22 +68,33 @@ def hand_off_to_registry(job_id: str, artifacts: list[ExportedFile], settings: S
 def _job_facts(session, job: JobRow) -> dict[str, Any]:
     """What MLflow gets about the job, read while the session is open."""
     teachers = {row.id: row for row in session.scalars(select(TeacherRow).where(TeacherRow.id.in_(job.spec.get("teachers") or [])))}
-    series = session.execute(select(JobEvent.name, JobEvent.step, JobEvent.value, JobEvent.time)
-                             .where(JobEvent.job_id == job.id, JobEvent.kind == "metric").order_by(JobEvent.seq)).all()
-    return {"id": job.id, "name": job.name, "spec": job.spec, "metrics": dict(job.metrics or {}), "series": series,
-            "teachers": [f"{t} ({teachers[t].arch or teachers[t].format})" if t in teachers else t for t in job.spec.get("teachers") or []]}
+    series = session.execute(
+        select(JobEvent.name, JobEvent.step, JobEvent.value, JobEvent.time).where(JobEvent.job_id == job.id, JobEvent.kind == "metric").order_by(JobEvent.seq)
+    ).all()
+    return {
+        "id": job.id,
+        "name": job.name,
+        "spec": job.spec,
+        "metrics": dict(job.metrics or {}),
+        "series": series,
+        "teachers": [f"{t} ({teachers[t].arch or teachers[t].format})" if t in teachers else t for t in job.spec.get("teachers") or []],
+    }
 
 
 def _register(settings: Settings, facts: dict[str, Any], request: dict[str, Any], artifacts: list[ExportedFile]) -> dict[str, Any]:
     uri = settings.mlflow_tracking_uri or ""
     if not uri.startswith(("http://", "https://")):
-        raise RegistryFailed("this worker has no MLflow tracking server configured (MLFLOW_TRACKING_URI is not an http(s) URL); set it on the workers as on the API")
+        raise RegistryFailed(
+            "this worker has no MLflow tracking server configured (MLFLOW_TRACKING_URI is not an http(s) URL); set it on the workers as on the API"
+        )
     env = MlflowClientEnv()
     rest = MlflowRest(uri, env)
     run_id = None
     try:
         experiment_id = rest.experiment_id(env.experiment_name)
-        run_id, artifact_uri = rest.create_run(experiment_id, facts["name"] or facts["id"], {"distillery.job_id": facts["id"], "mlflow.source.name": "distillery"})
+        run_id, artifact_uri = rest.create_run(
+            experiment_id, facts["name"] or facts["id"], {"distillery.job_id": facts["id"], "mlflow.source.name": "distillery"}
+        )
         rest.log_batch(run_id, run_params(facts), run_metrics(facts))
         _upload(rest, artifact_uri, artifacts, facts["id"])
         name = request["model_name"]
@@ -127,7 +138,12 @@ def onnx_mlmodel(onnx: ExportedFile, job_id: str) -> str:
     shape = [-1, *json.loads(onnx.metadata["input_size"])]
     document = {
         "flavors": {
-            "onnx": {"code": None, "data": onnx.path.name, "onnx_version": package_version("onnx"), "providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]},
+            "onnx": {
+                "code": None,
+                "data": onnx.path.name,
+                "onnx_version": package_version("onnx"),
+                "providers": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+            },
             "python_function": {"data": onnx.path.name, "loader_module": "mlflow.onnx", "python_version": platform.python_version()},
         },
         "signature": {"inputs": _tensor_spec(shape), "outputs": _tensor_spec([-1, int(onnx.metadata["num_classes"])]), "params": None},
@@ -151,8 +167,14 @@ def mlflow_key(name: str) -> str:
 def run_params(facts: dict[str, Any]) -> dict[str, str]:
     """The job's request, flattened: method, student, teachers, dataset, exports, every training field and hyperparameter."""
     spec = facts["spec"]
-    params = {"job_id": facts["id"], "method": spec["method"], "student.arch": spec["student"]["arch"], "teachers": ", ".join(facts["teachers"]),
-              "dataset": str(spec.get("dataset")), "export": ", ".join(spec.get("export") or [])}
+    params = {
+        "job_id": facts["id"],
+        "method": spec["method"],
+        "student.arch": spec["student"]["arch"],
+        "teachers": ", ".join(facts["teachers"]),
+        "dataset": str(spec.get("dataset")),
+        "export": ", ".join(spec.get("export") or []),
+    }
     if spec["student"].get("init"):
         params["student.init"] = spec["student"]["init"]
     for group in ("training", "hyperparams"):
@@ -164,12 +186,18 @@ def run_params(facts: dict[str, Any]) -> dict[str, str]:
 
 def run_metrics(facts: dict[str, Any]) -> list[dict[str, Any]]:
     """Every recorded point with its step, then the job's final metrics at the last step so MLflow shows them as the latest."""
-    points = [{"key": mlflow_key(name), "value": value, "step": step or 0, "timestamp": _ms(at)} for name, step, value, at in facts["series"]
-              if value is not None and math.isfinite(value)]
+    points = [
+        {"key": mlflow_key(name), "value": value, "step": step or 0, "timestamp": _ms(at)}
+        for name, step, value, at in facts["series"]
+        if value is not None and math.isfinite(value)
+    ]
     last_step = max((p["step"] for p in points), default=0)
     stamp = now_ms()
-    finals = [{"key": mlflow_key(name), "value": float(value), "step": last_step, "timestamp": stamp} for name, value in facts["metrics"].items()
-              if isinstance(value, int | float) and math.isfinite(value)]
+    finals = [
+        {"key": mlflow_key(name), "value": float(value), "step": last_step, "timestamp": stamp}
+        for name, value in facts["metrics"].items()
+        if isinstance(value, int | float) and math.isfinite(value)
+    ]
     return points + finals
 
 

@@ -69,7 +69,9 @@ class MlflowRest:
         try:
             response = self.http.request(method, endpoint, **kwargs)
         except httpx.HTTPError as exc:
-            raise MlflowError(f"could not reach MLflow at {self.tracking_uri} to {what} ({type(exc).__name__}: {exc}); check MLFLOW_TRACKING_URI and that the server is up") from exc
+            raise MlflowError(
+                f"could not reach MLflow at {self.tracking_uri} to {what} ({type(exc).__name__}: {exc}); check MLFLOW_TRACKING_URI and that the server is up"
+            ) from exc
         try:
             body = response.json() if response.content else {}
         except ValueError:
@@ -85,17 +87,29 @@ class MlflowRest:
     def experiment_id(self, name: str) -> str:
         """The experiment's ID, creating it first if it does not exist (a concurrent creator is fine)."""
         for _ in range(2):
-            found = self._call("GET", "/api/2.0/mlflow/experiments/get-by-name", f"look up experiment {name!r}", params={"experiment_name": name}, allow=("RESOURCE_DOES_NOT_EXIST",))
+            found = self._call(
+                "GET",
+                "/api/2.0/mlflow/experiments/get-by-name",
+                f"look up experiment {name!r}",
+                params={"experiment_name": name},
+                allow=("RESOURCE_DOES_NOT_EXIST",),
+            )
             if "experiment" in found:
                 experiment = found["experiment"]
                 if experiment.get("lifecycle_stage", "active") != "active":
-                    raise MlflowError(f"MLflow experiment {name!r} at {self.tracking_uri} is deleted; restore it ('mlflow experiments restore --experiment-id "
-                                      f"{experiment['experiment_id']}'), or set MLFLOW_EXPERIMENT_NAME on the workers to another experiment")
+                    raise MlflowError(
+                        f"MLflow experiment {name!r} at {self.tracking_uri} is deleted; restore it ('mlflow experiments restore --experiment-id "
+                        f"{experiment['experiment_id']}'), or set MLFLOW_EXPERIMENT_NAME on the workers to another experiment"
+                    )
                 return experiment["experiment_id"]
-            created = self._call("POST", "/api/2.0/mlflow/experiments/create", f"create experiment {name!r}", json={"name": name}, allow=("RESOURCE_ALREADY_EXISTS",))
+            created = self._call(
+                "POST", "/api/2.0/mlflow/experiments/create", f"create experiment {name!r}", json={"name": name}, allow=("RESOURCE_ALREADY_EXISTS",)
+            )
             if "experiment_id" in created:
                 return created["experiment_id"]
-        raise MlflowError(f"MLflow at {self.tracking_uri} neither finds nor creates experiment {name!r}; check the server's log, or set MLFLOW_EXPERIMENT_NAME to another experiment")
+        raise MlflowError(
+            f"MLflow at {self.tracking_uri} neither finds nor creates experiment {name!r}; check the server's log, or set MLFLOW_EXPERIMENT_NAME to another experiment"
+        )
 
     def create_run(self, experiment_id: str, run_name: str, tags: dict[str, str]) -> tuple[str, str]:
         """Start a run; returns its ID and its artifact URI."""
@@ -106,18 +120,22 @@ class MlflowRest:
     def log_batch(self, run_id: str, params: dict[str, str], metrics: list[dict[str, Any]]) -> None:
         items = list(params.items())
         for start in range(0, len(items), PARAMS_PER_CALL):
-            chunk = [{"key": k, "value": v} for k, v in items[start:start + PARAMS_PER_CALL]]
+            chunk = [{"key": k, "value": v} for k, v in items[start : start + PARAMS_PER_CALL]]
             self._call("POST", "/api/2.0/mlflow/runs/log-batch", "log the job's parameters", json={"run_id": run_id, "params": chunk})
         for start in range(0, len(metrics), METRICS_PER_CALL):
-            self._call("POST", "/api/2.0/mlflow/runs/log-batch", "log the job's metrics", json={"run_id": run_id, "metrics": metrics[start:start + METRICS_PER_CALL]})
+            self._call(
+                "POST", "/api/2.0/mlflow/runs/log-batch", "log the job's metrics", json={"run_id": run_id, "metrics": metrics[start : start + METRICS_PER_CALL]}
+            )
 
     def proxied_artifact_url(self, artifact_uri: str, relative: str) -> str:
         """Where the artifacts proxy takes a file of a run whose artifact URI is ``mlflow-artifacts:/…``."""
         parts = urlsplit(artifact_uri)
         if parts.scheme != "mlflow-artifacts":
-            raise MlflowError(f"MLflow at {self.tracking_uri} gave the run the artifact location {artifact_uri!r}, but Distillery uploads only through MLflow's "
-                              "artifacts proxy (mlflow-artifacts:/…); run 'mlflow server' with artifact serving on (the default, not --no-serve-artifacts) "
-                              "and point MLFLOW_EXPERIMENT_NAME at an experiment created under it")
+            raise MlflowError(
+                f"MLflow at {self.tracking_uri} gave the run the artifact location {artifact_uri!r}, but Distillery uploads only through MLflow's "
+                "artifacts proxy (mlflow-artifacts:/…); run 'mlflow server' with artifact serving on (the default, not --no-serve-artifacts) "
+                "and point MLFLOW_EXPERIMENT_NAME at an experiment created under it"
+            )
         path = f"{ARTIFACTS_PROXY}/{quote(posixpath.join(parts.path.strip('/'), relative))}"
         return f"{self.http.base_url.scheme}://{parts.netloc}{path}" if parts.netloc else path
 
@@ -126,11 +144,19 @@ class MlflowRest:
             self._call("PUT", self.proxied_artifact_url(artifact_uri, relative), f"upload {relative} to the run's artifacts", content=handle)
 
     def ensure_registered_model(self, name: str, description: str) -> None:
-        self._call("POST", "/api/2.0/mlflow/registered-models/create", f"create registered model {name!r}", json={"name": name, "description": description}, allow=("RESOURCE_ALREADY_EXISTS",))
+        self._call(
+            "POST",
+            "/api/2.0/mlflow/registered-models/create",
+            f"create registered model {name!r}",
+            json={"name": name, "description": description},
+            allow=("RESOURCE_ALREADY_EXISTS",),
+        )
 
     def create_model_version(self, name: str, source: str, run_id: str, tags: dict[str, str], description: str) -> str:
         body = {"name": name, "source": source, "run_id": run_id, "description": description, "tags": [{"key": k, "value": v} for k, v in tags.items()]}
-        return str(self._call("POST", "/api/2.0/mlflow/model-versions/create", f"create a version of registered model {name!r}", json=body)["model_version"]["version"])
+        return str(
+            self._call("POST", "/api/2.0/mlflow/model-versions/create", f"create a version of registered model {name!r}", json=body)["model_version"]["version"]
+        )
 
     def finish_run(self, run_id: str, status: str) -> None:
         self._call("POST", "/api/2.0/mlflow/runs/update", f"mark the run {status}", json={"run_id": run_id, "status": status, "end_time": now_ms()})

@@ -65,8 +65,17 @@ class JobRunner:
             if job.cancel_requested:
                 transition(session, self.job_id, {"queued"}, "cancelled", error_code="cancelled", error_message="cancelled before it started")
                 return False
-            return transition(session, self.job_id, {"queued"}, "running", worker=self.worker, attempts=JobRow.attempts + 1,
-                              heartbeat_at=utcnow(), started_at=job.started_at or utcnow(), detail={"attempt": job.attempts + 1})
+            return transition(
+                session,
+                self.job_id,
+                {"queued"},
+                "running",
+                worker=self.worker,
+                attempts=JobRow.attempts + 1,
+                heartbeat_at=utcnow(),
+                started_at=job.started_at or utcnow(),
+                detail={"attempt": job.attempts + 1},
+            )
 
     def run(self) -> None:
         if not self.claim():
@@ -123,11 +132,32 @@ class JobRunner:
 
         def record() -> bool:
             with session_scope() as session:
-                session.add_all([ArtifactRow(id=new_id("art"), job_id=self.job_id, tenant_id=tenant, kind=item.kind, filename=item.path.name,
-                                             size_bytes=obj.size_bytes, sha256=obj.sha256, storage_key=obj.key, meta=item.metadata) for item, obj in stored])
+                session.add_all(
+                    [
+                        ArtifactRow(
+                            id=new_id("art"),
+                            job_id=self.job_id,
+                            tenant_id=tenant,
+                            kind=item.kind,
+                            filename=item.path.name,
+                            size_bytes=obj.size_bytes,
+                            sha256=obj.sha256,
+                            storage_key=obj.key,
+                            meta=item.metadata,
+                        )
+                        for item, obj in stored
+                    ]
+                )
                 session.flush()
-                return transition(session, self.job_id, {"running"}, "succeeded", where={"worker": self.worker, "cancel_requested": False},
-                                  metrics=metrics, progress=_done_progress(session, self.job_id))
+                return transition(
+                    session,
+                    self.job_id,
+                    {"running"},
+                    "succeeded",
+                    where={"worker": self.worker, "cancel_requested": False},
+                    metrics=metrics,
+                    progress=_done_progress(session, self.job_id),
+                )
 
         if retry_db(record, f"publish {self.job_id}") or self._already_published(prefix):
             hand_off_to_registry(self.job_id, result.artifacts, self.settings)  # only when the job asked; records its own outcome, never raises
@@ -135,6 +165,7 @@ class JobRunner:
 
     def _already_published(self, prefix: str) -> bool:
         """The success write changed nothing: a retried commit that had gone through, a cancel meanwhile, or the job is no longer ours."""
+
         def state():
             with session_scope() as session:
                 job = session.get(JobRow, self.job_id)

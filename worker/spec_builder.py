@@ -48,8 +48,16 @@ def _dataset_source(session: Session, settings: Settings, store: ObjectStore, jo
 
 def _teacher_source(store: ObjectStore, row: TeacherRow, dest: Path) -> TeacherSource:
     path = store.fetch(row.storage_key, dest / Path(row.storage_key).name)
-    return TeacherSource(path=path, format=row.format, arch=row.arch, num_classes=row.num_classes, input_size=tuple(row.input_size),
-                         mean=tuple(row.mean) if row.mean else None, std=tuple(row.std) if row.std else None, name=row.name or row.id)
+    return TeacherSource(
+        path=path,
+        format=row.format,
+        arch=row.arch,
+        num_classes=row.num_classes,
+        input_size=tuple(row.input_size),
+        mean=tuple(row.mean) if row.mean else None,
+        std=tuple(row.std) if row.std else None,
+        name=row.name or row.id,
+    )
 
 
 def _student_init(session: Session, store: ObjectStore, job: JobRow, dest: Path) -> Path | None:

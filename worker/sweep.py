@@ -70,15 +70,35 @@ def reap_and_requeue() -> list[str]:
     now = utcnow()
     resend: list[str] = []
     with session_scope() as session:
-        stale = session.scalars(select(JobRow).where(JobRow.status == "running", JobRow.heartbeat_at < now - timedelta(seconds=settings.heartbeat_timeout_s))).all()
+        stale = session.scalars(
+            select(JobRow).where(JobRow.status == "running", JobRow.heartbeat_at < now - timedelta(seconds=settings.heartbeat_timeout_s))
+        ).all()
         for job in stale:
             if job.attempts >= job.max_attempts:
-                transition(session, job.id, {"running"}, "failed", where={"worker": job.worker}, error_code="worker_lost",
-                           error_message=f"the worker running this job stopped responding {job.attempts} times (max_attempts {job.max_attempts}); it was not retried again")
-            elif transition(session, job.id, {"running"}, "queued", where={"worker": job.worker}, worker=None, enqueued_at=now, detail={"reason": "worker_lost", "attempt": job.attempts}):
+                transition(
+                    session,
+                    job.id,
+                    {"running"},
+                    "failed",
+                    where={"worker": job.worker},
+                    error_code="worker_lost",
+                    error_message=f"the worker running this job stopped responding {job.attempts} times (max_attempts {job.max_attempts}); it was not retried again",
+                )
+            elif transition(
+                session,
+                job.id,
+                {"running"},
+                "queued",
+                where={"worker": job.worker},
+                worker=None,
+                enqueued_at=now,
+                detail={"reason": "worker_lost", "attempt": job.attempts},
+            ):
                 log.warning("job %s lost its worker (attempt %d); re-queued", job.id, job.attempts)
                 resend.append(job.id)
-        waiting = session.scalars(select(JobRow.id).where(JobRow.status == "queued", JobRow.enqueued_at < now - timedelta(seconds=settings.requeue_after_s))).all()
+        waiting = session.scalars(
+            select(JobRow.id).where(JobRow.status == "queued", JobRow.enqueued_at < now - timedelta(seconds=settings.requeue_after_s))
+        ).all()
         if waiting and (live := jobs_with_live_messages(time.time() - settings.requeue_after_s)) is not None:
             waiting = [job_id for job_id in waiting if job_id not in live]
         if waiting:

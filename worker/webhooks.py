@@ -37,8 +37,10 @@ def payload(session, delivery: WebhookDelivery) -> str:
     """``{"id","type","created_at","data":{"job":{…},"artifacts":[…]}}``: the job as GET /v1/jobs/{id} shows it."""
     job = session.get(JobRow, delivery.job_id)
     artifacts = session.scalars(select(ArtifactRow).where(ArtifactRow.job_id == delivery.job_id).order_by(ArtifactRow.id)).all()
-    data = {"job": job_out(job).model_dump(mode="json"),
-            "artifacts": [{"id": a.id, "kind": a.kind, "filename": a.filename, "size_bytes": a.size_bytes, "sha256": a.sha256} for a in artifacts]}
+    data = {
+        "job": job_out(job).model_dump(mode="json"),
+        "artifacts": [{"id": a.id, "kind": a.kind, "filename": a.filename, "size_bytes": a.size_bytes, "sha256": a.sha256} for a in artifacts],
+    }
     return json.dumps({"id": delivery.id, "type": delivery.event, "created_at": iso_time(delivery.created_at), "data": data}, separators=(",", ":"))
 
 
@@ -46,9 +48,12 @@ def _claim(settings: Settings, delivery_id: str, seen_attempts: int) -> tuple[We
     """Take the next attempt of a delivery (None if another worker took it first); returns it with its secret."""
     lease = utcnow() + timedelta(seconds=settings.webhook_timeout_s + 30)
     with session_scope() as session:
-        claimed = session.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == "pending",
-                                                                WebhookDelivery.attempts == seen_attempts)
-                                  .values(attempts=seen_attempts + 1, next_attempt_at=lease).execution_options(synchronize_session=False))
+        claimed = session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == "pending", WebhookDelivery.attempts == seen_attempts)
+            .values(attempts=seen_attempts + 1, next_attempt_at=lease)
+            .execution_options(synchronize_session=False)
+        )
         if claimed.rowcount != 1:
             return None
         delivery = session.get(WebhookDelivery, delivery_id)
@@ -62,8 +67,13 @@ def _claim(settings: Settings, delivery_id: str, seen_attempts: int) -> tuple[We
 
 def _send(settings: Settings, delivery: WebhookDelivery, secret: str) -> tuple[int | None, str | None]:
     body = delivery.body.encode()
-    headers = {"Content-Type": "application/json", "User-Agent": "Distillery-Webhooks/1", "Distillery-Event": delivery.event,
-               "Distillery-Delivery": delivery.id, SIGNATURE_HEADER: sign(secret, body)}
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "Distillery-Webhooks/1",
+        "Distillery-Event": delivery.event,
+        "Distillery-Delivery": delivery.id,
+        SIGNATURE_HEADER: sign(secret, body),
+    }
     try:
         response = httpx.post(delivery.url, content=body, headers=headers, timeout=settings.webhook_timeout_s, follow_redirects=False)
     except httpx.HTTPError as exc:
@@ -90,18 +100,33 @@ def attempt(settings: Settings, delivery_id: str, seen_attempts: int) -> None:
     else:
         values.update(next_attempt_at=utcnow() + timedelta(seconds=settings.webhook_backoff_s * 2 ** (delivery.attempts - 1)))
     with session_scope() as session:
-        session.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id, WebhookDelivery.attempts == delivery.attempts)
-                        .values(**values).execution_options(synchronize_session=False))
-    log.info("webhook %s %s for job %s attempt %d: %s", delivery.id, delivery.event, delivery.job_id, delivery.attempts,
-             values.get("status", "will retry") + (f" ({error})" if error else ""), extra={"job_id": delivery.job_id})
+        session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery_id, WebhookDelivery.attempts == delivery.attempts)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+    log.info(
+        "webhook %s %s for job %s attempt %d: %s",
+        delivery.id,
+        delivery.event,
+        delivery.job_id,
+        delivery.attempts,
+        values.get("status", "will retry") + (f" ({error})" if error else ""),
+        extra={"job_id": delivery.job_id},
+    )
 
 
 def deliver_due() -> int:
     """One pass over the deliveries whose next attempt is due; returns how many it tried."""
     settings = get_settings()
     with session_scope() as session:
-        due = session.execute(select(WebhookDelivery.id, WebhookDelivery.attempts).where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= utcnow())
-                              .order_by(WebhookDelivery.next_attempt_at).limit(BATCH)).all()
+        due = session.execute(
+            select(WebhookDelivery.id, WebhookDelivery.attempts)
+            .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= utcnow())
+            .order_by(WebhookDelivery.next_attempt_at)
+            .limit(BATCH)
+        ).all()
     for delivery_id, attempts in due:
         attempt(settings, delivery_id, attempts)
     return len(due)

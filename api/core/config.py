@@ -34,7 +34,9 @@ class Settings(BaseSettings):
     requeue_after_s: float = 30.0
     max_attempts: int = 3
     tenant_max_active_jobs: int = 20
-    api_db_threads: int | None = Field(default=None, ge=1, le=200, description="requests that may run database work at once in one API process; default 1 on SQLite, 4 otherwise")
+    api_db_threads: int | None = Field(
+        default=None, ge=1, le=200, description="requests that may run database work at once in one API process; default 1 on SQLite, 4 otherwise"
+    )
     sse_ping_s: float = Field(default=15.0, gt=0, le=300, description="keep-alive comment interval on idle event streams")
     auth_cache_s: float = Field(default=5.0, ge=0, description="how long a checked API key is trusted without the database; 0 checks every request")
     tenant_max_storage_bytes: int = 200 * 1024**3
@@ -42,14 +44,20 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     s3_endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint (MinIO, moto); AWS_ENDPOINT_URL is used when unset")
-    s3_public_endpoint_url: str | None = Field(default=None, description="endpoint clients reach, for presigned URLs, when it differs from the one the service uses")
+    s3_public_endpoint_url: str | None = Field(
+        default=None, description="endpoint clients reach, for presigned URLs, when it differs from the one the service uses"
+    )
     presigned_url_expires_s: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
     webhook_secret: str | None = Field(default=None, description="HMAC-SHA256 key for webhook signatures when the tenant has none of its own")
     webhook_max_attempts: int = Field(default=5, ge=1, le=20)
     webhook_backoff_s: float = Field(default=2.0, gt=0, description="first retry delay; doubles on each further attempt")
     webhook_timeout_s: float = Field(default=10.0, gt=0)
     webhook_poll_interval_s: float = Field(default=1.0, gt=0)
-    mlflow_tracking_uri: str | None = Field(default=None, validation_alias="MLFLOW_TRACKING_URI", description="http(s) URL of an MLflow tracking server; jobs with 'registry' register their student there")
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        validation_alias="MLFLOW_TRACKING_URI",
+        description="http(s) URL of an MLflow tracking server; jobs with 'registry' register their student there",
+    )
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -26,8 +26,13 @@ def _link(session: Session, settings: Settings, tenant: str, artifact_id: str) -
     expires = settings.presigned_url_expires_s
     url = get_store().presigned_url(row.storage_key, row.filename, expires)
     if url is None:
-        raise ApiError(409, f"this server keeps objects in a local folder, which cannot sign URLs; download the bytes with GET /v1/artifacts/{artifact_id} (presigned URLs need DISTILLERY_STORAGE_URL=s3://…)")
-    return ArtifactLinkOut(id=row.id, filename=row.filename, sha256=row.sha256, size_bytes=row.size_bytes, url=url, expires_at=iso_time(utcnow() + timedelta(seconds=expires)))
+        raise ApiError(
+            409,
+            f"this server keeps objects in a local folder, which cannot sign URLs; download the bytes with GET /v1/artifacts/{artifact_id} (presigned URLs need DISTILLERY_STORAGE_URL=s3://…)",
+        )
+    return ArtifactLinkOut(
+        id=row.id, filename=row.filename, sha256=row.sha256, size_bytes=row.size_bytes, url=url, expires_at=iso_time(utcnow() + timedelta(seconds=expires))
+    )
 
 
 @router.get("/{artifact_id}/url", response_model=ArtifactLinkOut)

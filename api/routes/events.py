@@ -19,9 +19,13 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
 @router.get("/{job_id}/events/list", response_model=JobEventPage)
-async def list_job_events(job_id: str, tenant: TenantDep, after: Annotated[int, Query(ge=0, le=MAX_EVENT_SEQ)] = 0,
-                    cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$", description="the next_cursor of the previous page")] = None,
-                    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50) -> JobEventPage:
+async def list_job_events(
+    job_id: str,
+    tenant: TenantDep,
+    after: Annotated[int, Query(ge=0, le=MAX_EVENT_SEQ)] = 0,
+    cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$", description="the next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+) -> JobEventPage:
     """Events with ``seq`` above ``after`` (or ``cursor``, the ``next_cursor`` of the previous page), oldest first."""
     if cursor is not None:
         if not cursor.isdigit():

@@ -32,7 +32,10 @@ def _submit(session: Session, settings: Settings, tenant: str, body: JobCreate, 
     if body.webhook_url is not None:
         require_signing_secret(session, settings, tenant)
     if body.registry is not None and not (settings.mlflow_tracking_uri or "").startswith(("http://", "https://")):
-        raise ApiError(422, "this server has no MLflow tracking server configured (MLFLOW_TRACKING_URI is not an http(s) URL), so 'registry' cannot be honoured; remove 'registry' or ask the operator to set MLFLOW_TRACKING_URI")
+        raise ApiError(
+            422,
+            "this server has no MLflow tracking server configured (MLFLOW_TRACKING_URI is not an http(s) URL), so 'registry' cannot be honoured; remove 'registry' or ask the operator to set MLFLOW_TRACKING_URI",
+        )
     job, created = service.create_job(session, settings, tenant, body, idempotency_key)
     if created:
         enqueue_job(job.id)
@@ -40,8 +43,9 @@ def _submit(session: Session, settings: Settings, tenant: str, body: JobCreate, 
 
 
 @router.post("", status_code=201, response_model=JobOut)
-async def create_job(body: JobCreate, response: Response, settings: SettingsDep, tenant: TenantDep,
-                     idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> JobOut:
+async def create_job(
+    body: JobCreate, response: Response, settings: SettingsDep, tenant: TenantDep, idempotency_key: Annotated[str | None, Header(max_length=200)] = None
+) -> JobOut:
     job, created = await in_session(_submit, settings, tenant, body, idempotency_key)
     if not created:
         response.status_code = 200
@@ -57,7 +61,9 @@ def _list(session: Session, tenant: str, status: str | None, limit: int, cursor:
 
 
 @router.get("", response_model=Page[JobOut])
-async def list_jobs(tenant: TenantDep, status: Status | None = None, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50, cursor: PageCursor = None) -> Page[JobOut]:
+async def list_jobs(
+    tenant: TenantDep, status: Status | None = None, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50, cursor: PageCursor = None
+) -> Page[JobOut]:
     return await in_session(_list, tenant, status, limit, cursor)
 
 
@@ -96,7 +102,9 @@ async def job_metrics(job_id: str, tenant: TenantDep, name: str | None = None) -
 def _artifacts(session: Session, tenant: str, job_id: str) -> ArtifactList:
     service.tenant_job(session, tenant, job_id)
     rows = session.scalars(select(ArtifactRow).where(ArtifactRow.job_id == job_id).order_by(ArtifactRow.id)).all()
-    return ArtifactList(items=[ArtifactOut(id=r.id, kind=r.kind, filename=r.filename, size_bytes=r.size_bytes, sha256=r.sha256, metadata=r.meta or {}) for r in rows])
+    return ArtifactList(
+        items=[ArtifactOut(id=r.id, kind=r.kind, filename=r.filename, size_bytes=r.size_bytes, sha256=r.sha256, metadata=r.meta or {}) for r in rows]
+    )
 
 
 @router.get("/{job_id}/artifacts", response_model=ArtifactList)

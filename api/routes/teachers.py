@@ -22,8 +22,19 @@ from kdcore.errors import BadTeacher
 router = APIRouter(prefix="/v1/teachers", tags=["teachers"])
 
 
-def _store_teacher(session: Session, settings: Settings, tenant: str, file: UploadFile, format: str, arch: str | None, num_classes: int,
-                   input_size: str, mean: str | None, std: str | None, name: str | None) -> TeacherOut:
+def _store_teacher(
+    session: Session,
+    settings: Settings,
+    tenant: str,
+    file: UploadFile,
+    format: str,
+    arch: str | None,
+    num_classes: int,
+    input_size: str,
+    mean: str | None,
+    std: str | None,
+    name: str | None,
+) -> TeacherOut:
     service.check_format(format, arch, settings)
     size_chw = service.parse_input_size(input_size)
     mean_v = service.parse_floats("mean", mean, size_chw[0])
@@ -82,7 +93,9 @@ def _delete(session: Session, tenant: str, teacher_id: str) -> None:
     row = service.get_teacher(session, tenant, teacher_id)
     if row is None:
         raise not_found("teacher", teacher_id)
-    in_use = session.scalar(select(JobRow.id).join(JobTeacher, JobTeacher.job_id == JobRow.id).where(JobTeacher.teacher_id == teacher_id, JobRow.status.in_(ACTIVE)).limit(1))
+    in_use = session.scalar(
+        select(JobRow.id).join(JobTeacher, JobTeacher.job_id == JobRow.id).where(JobTeacher.teacher_id == teacher_id, JobRow.status.in_(ACTIVE)).limit(1)
+    )
     if in_use:
         raise ApiError(409, f"teacher {teacher_id} is used by job {in_use}, which is still {'queued or running'}; cancel it or wait for it to finish")
     session.delete(row)

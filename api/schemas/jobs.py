@@ -19,8 +19,12 @@ class RegistryRequest(BaseModel):
     """Register the finished student in the MLflow model registry the server is configured with (MLFLOW_TRACKING_URI)."""
 
     model_config = ConfigDict(extra="forbid")
-    model_name: str = Field(min_length=1, max_length=200, pattern=r"^\w[\w .\-]*$", description="registered model name; created if missing, each job adds a version")
-    stage_tags: dict[Annotated[str, StringConstraints(pattern=r"^\w[\w.\- ]*$", max_length=250)], Annotated[str, StringConstraints(max_length=5000)]] = Field(default_factory=dict, max_length=32, description="tags set on the new model version, e.g. {\"stage\": \"candidate\"}")
+    model_name: str = Field(
+        min_length=1, max_length=200, pattern=r"^\w[\w .\-]*$", description="registered model name; created if missing, each job adds a version"
+    )
+    stage_tags: dict[Annotated[str, StringConstraints(pattern=r"^\w[\w.\- ]*$", max_length=250)], Annotated[str, StringConstraints(max_length=5000)]] = Field(
+        default_factory=dict, max_length=32, description='tags set on the new model version, e.g. {"stage": "candidate"}'
+    )
 
 
 class JobCreate(BaseModel):

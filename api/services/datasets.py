@@ -30,7 +30,18 @@ def builtin_datasets() -> list[DatasetOut]:
     out = []
     for name in sorted(BUILTIN_DATASETS):
         info = builtin_info(name)
-        out.append(DatasetOut(id=BUILTIN_PREFIX + name, name=name, classes=info["classes"], num_classes=len(info["classes"]), splits=info["splits"], size_bytes=0, created_at=EPOCH, builtin=True))
+        out.append(
+            DatasetOut(
+                id=BUILTIN_PREFIX + name,
+                name=name,
+                classes=info["classes"],
+                num_classes=len(info["classes"]),
+                splits=info["splits"],
+                size_bytes=0,
+                created_at=EPOCH,
+                builtin=True,
+            )
+        )
     return out
 
 
@@ -65,7 +76,17 @@ def create_dataset(session: Session, settings: Settings, tenant: str, path: Path
         except OSError:
             pass
     shutil.rmtree(extracted, ignore_errors=True)
-    row = DatasetRow(id=dataset_id, tenant_id=tenant, name=name, classes=info["classes"], num_classes=len(info["classes"]), splits=info["splits"], size_bytes=size, sha256=digest, storage_key=key)
+    row = DatasetRow(
+        id=dataset_id,
+        tenant_id=tenant,
+        name=name,
+        classes=info["classes"],
+        num_classes=len(info["classes"]),
+        splits=info["splits"],
+        size_bytes=size,
+        sha256=digest,
+        storage_key=key,
+    )
     return record_or_discard(session, row, store, f"tenants/{tenant}/datasets/{dataset_id}")
 
 

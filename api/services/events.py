@@ -21,7 +21,15 @@ def event_payload(event: JobEvent) -> dict[str, Any]:
         return {"seq": event.seq, "type": "status", "status": event.name, "time": iso_time(event.time), "detail": event.data}
     if event.kind == "registry":  # the MLflow hand-off after success: name "registered" or "failed", detail says which version or why
         return {"seq": event.seq, "type": "registry", "name": event.name, "time": iso_time(event.time), "detail": event.data}
-    return {"seq": event.seq, "type": "metric", "name": event.name, "step": event.step, "epoch": event.epoch, "value": event.value, "time": iso_time(event.time)}
+    return {
+        "seq": event.seq,
+        "type": "metric",
+        "name": event.name,
+        "step": event.step,
+        "epoch": event.epoch,
+        "value": event.value,
+        "time": iso_time(event.time),
+    }
 
 
 def events_page(session: Session, job_id: str, after: int, limit: int) -> tuple[list[dict[str, Any]], str | None]:

@@ -52,12 +52,18 @@ def validate(session: Session, tenant: str, body: JobCreate) -> tuple[dict[str, 
             raise ApiError(422, f"teacher {teacher_id!r} does not exist for this tenant; upload it with POST /v1/teachers")
         if (method.needs_teacher_features or method.needs_batchnorm_statistics) and not row.supports_features:
             need = "BatchNorm statistics" if method.needs_batchnorm_statistics else "intermediate features"
-            raise ApiError(422, f"method {method.name!r} needs the teacher's {need}, but teacher {teacher_id} ({row.format}) is logits-only; upload it as safetensors with its 'arch'")
+            raise ApiError(
+                422,
+                f"method {method.name!r} needs the teacher's {need}, but teacher {teacher_id} ({row.format}) is logits-only; upload it as safetensors with its 'arch'",
+            )
         teachers.append(row)
     if not is_model(body.student.arch):
         raise ApiError(422, f"unknown student architecture {body.student.arch!r}; use a timm or torchvision model name or a kdcore one such as cifar_resnet8x4")
     if (method.needs_teacher_features or method.needs_student_features) and not arch_supports_features(body.student.arch):
-        raise ApiError(422, f"method {method.name!r} reads the student's stage features, but {body.student.arch!r} exposes none; pick a timm, torchvision ResNet or kdcore architecture")
+        raise ApiError(
+            422,
+            f"method {method.name!r} reads the student's stage features, but {body.student.arch!r} exposes none; pick a timm, torchvision ResNet or kdcore architecture",
+        )
     num_classes = _dataset_classes(session, tenant, body.dataset)
     if body.dataset is None and method.needs_dataset:
         raise ApiError(422, f"method {method.name!r} needs a dataset; give 'dataset' (an uploaded ds_… ID or builtin:digits)")
@@ -114,10 +120,24 @@ def create_job(session: Session, settings: Settings, tenant: str, body: JobCreat
             return existing, False
     active = session.scalar(select(func.count()).select_from(JobRow).where(JobRow.tenant_id == tenant, JobRow.status.in_(ACTIVE)))
     if active >= settings.tenant_max_active_jobs:
-        raise ApiError(429, f"this tenant already has {active} queued or running jobs, the limit; wait for some to finish or cancel some", headers={"Retry-After": "30"})
+        raise ApiError(
+            429, f"this tenant already has {active} queued or running jobs, the limit; wait for some to finish or cancel some", headers={"Retry-After": "30"}
+        )
     spec, teachers = validate(session, tenant, body)
-    job = JobRow(id=new_id("job"), tenant_id=tenant, name=body.name, method=body.method, status="queued", spec=spec, progress={}, metrics={},
-                 max_attempts=settings.max_attempts, idempotency_key=idempotency_key, request_hash=digest, enqueued_at=utcnow())
+    job = JobRow(
+        id=new_id("job"),
+        tenant_id=tenant,
+        name=body.name,
+        method=body.method,
+        status="queued",
+        spec=spec,
+        progress={},
+        metrics={},
+        max_attempts=settings.max_attempts,
+        idempotency_key=idempotency_key,
+        request_hash=digest,
+        enqueued_at=utcnow(),
+    )
     try:
         session.add(job)
         session.flush()
@@ -152,7 +172,9 @@ def tenant_job(session: Session, tenant: str, job_id: str) -> JobRow:
 
 def cancel_job(session: Session, job: JobRow) -> JobRow:
     """Queued jobs end at once; running ones are flagged and stop at their next step."""
-    if transition(session, job.id, {"queued"}, "cancelled", cancel_requested=True, error_code="cancelled", error_message="cancelled by request before it started"):
+    if transition(
+        session, job.id, {"queued"}, "cancelled", cancel_requested=True, error_code="cancelled", error_message="cancelled by request before it started"
+    ):
         pass
     elif job.status == "running":
         session.execute(JobRow.__table__.update().where(JobRow.id == job.id, JobRow.status == "running").values(cancel_requested=True))
@@ -163,6 +185,18 @@ def cancel_job(session: Session, job: JobRow) -> JobRow:
 
 def job_out(job: JobRow) -> JobOut:
     error = JobError(code=job.error_code, message=job.error_message or "") if job.error_code else None
-    return JobOut(id=job.id, name=job.name, method=job.method, status=job.status, spec=job.spec, progress=JobProgress(**(job.progress or {})),
-                  metrics=job.metrics or {}, error=error, attempts=job.attempts, cancel_requested=job.cancel_requested,
-                  created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at)
+    return JobOut(
+        id=job.id,
+        name=job.name,
+        method=job.method,
+        status=job.status,
+        spec=job.spec,
+        progress=JobProgress(**(job.progress or {})),
+        metrics=job.metrics or {},
+        error=error,
+        attempts=job.attempts,
+        cancel_requested=job.cancel_requested,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+    )

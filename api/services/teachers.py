@@ -66,7 +66,10 @@ def check_format(fmt: str, arch: str | None, settings: Settings) -> None:
     if fmt not in FORMATS:
         raise ApiError(422, f"format {fmt!r} is not supported; use one of {', '.join(FORMATS)}")
     if fmt in CODE_TEACHER_FORMATS and not settings.allow_code_models:
-        raise ApiError(422, f"format {fmt!r} is a code-carrying model format (PyTorch treats it as a program) and this server refuses it; upload safetensors weights with an 'arch' name or an ONNX file, or ask the operator to set DISTILLERY_ALLOW_CODE_MODELS=1")
+        raise ApiError(
+            422,
+            f"format {fmt!r} is a code-carrying model format (PyTorch treats it as a program) and this server refuses it; upload safetensors weights with an 'arch' name or an ONNX file, or ask the operator to set DISTILLERY_ALLOW_CODE_MODELS=1",
+        )
     if fmt in ("safetensors", "state_dict") and not arch:
         raise ApiError(422, f"format {fmt!r} needs 'arch': a timm or torchvision model name or a kdcore one such as cifar_resnet32x4")
 
@@ -94,8 +97,17 @@ def run_isolated(argv: list[str], timeout_s: float, address_space_bytes: int = C
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     with tempfile.TemporaryDirectory(prefix="isolated-") as scratch, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         try:
-            done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=scratch, env={**env, "HOME": scratch}, timeout=timeout_s,
-                                  preexec_fn=lambda: _confine(address_space_bytes, int(timeout_s) + 5), check=False)
+            done = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                cwd=scratch,
+                env={**env, "HOME": scratch},
+                timeout=timeout_s,
+                preexec_fn=lambda: _confine(address_space_bytes, int(timeout_s) + 5),
+                check=False,
+            )
         except subprocess.SubprocessError as exc:
             if isinstance(exc, subprocess.TimeoutExpired):
                 raise
@@ -116,7 +128,10 @@ def inspect_teacher(source: TeacherSource, timeout_s: float = CODE_MODEL_TIMEOUT
     except subprocess.TimeoutExpired:
         raise BadTeacher(f"loading and running the model took longer than {timeout_s:.0f} s") from None
     except IsolationUnavailable as exc:
-        raise ApiError(503, f"this server cannot load code-carrying models in isolation ({exc}); the operator must allow network namespaces (CAP_SYS_ADMIN or user namespaces) or unset DISTILLERY_ALLOW_CODE_MODELS") from None
+        raise ApiError(
+            503,
+            f"this server cannot load code-carrying models in isolation ({exc}); the operator must allow network namespaces (CAP_SYS_ADMIN or user namespaces) or unset DISTILLERY_ALLOW_CODE_MODELS",
+        ) from None
     lines = stdout.strip().splitlines()
     try:
         result = json.loads(lines[-1]) if lines else {}
@@ -131,7 +146,20 @@ def inspect_teacher(source: TeacherSource, timeout_s: float = CODE_MODEL_TIMEOUT
     raise BadTeacher(f"the model could not be loaded (exit status {code}): {stderr.strip()[-300:] or 'no message'}")
 
 
-def create_teacher(session: Session, tenant: str, path: Path, size: int, digest: str, fmt: str, arch: str | None, num_classes: int, input_size: tuple[int, int, int], mean, std, name: str | None) -> TeacherRow:
+def create_teacher(
+    session: Session,
+    tenant: str,
+    path: Path,
+    size: int,
+    digest: str,
+    fmt: str,
+    arch: str | None,
+    num_classes: int,
+    input_size: tuple[int, int, int],
+    mean,
+    std,
+    name: str | None,
+) -> TeacherRow:
     ensure_storage_quota(session, get_settings(), tenant, size)
     source = TeacherSource(path=path, format=fmt, arch=arch, num_classes=num_classes, input_size=input_size, mean=mean, std=std, name=name)
     params, supports_features = inspect_teacher(source)
@@ -139,8 +167,22 @@ def create_teacher(session: Session, tenant: str, path: Path, size: int, digest:
     key = f"tenants/{tenant}/teachers/{teacher_id}/model{SUFFIX[fmt]}"
     store = get_store()
     store.put_file(key, path)
-    row = TeacherRow(id=teacher_id, tenant_id=tenant, name=name, format=fmt, arch=arch, num_classes=num_classes, input_size=list(input_size),
-                     mean=mean, std=std, params=params, sha256=digest, size_bytes=size, storage_key=key, supports_features=supports_features)
+    row = TeacherRow(
+        id=teacher_id,
+        tenant_id=tenant,
+        name=name,
+        format=fmt,
+        arch=arch,
+        num_classes=num_classes,
+        input_size=list(input_size),
+        mean=mean,
+        std=std,
+        params=params,
+        sha256=digest,
+        size_bytes=size,
+        storage_key=key,
+        supports_features=supports_features,
+    )
     return record_or_discard(session, row, store, f"tenants/{tenant}/teachers/{teacher_id}")
 
 

@@ -56,5 +56,9 @@ def ensure_storage_quota(session: Session, settings: Settings, tenant: str, inco
     used = tenant_storage_bytes(session, tenant)
     limit = settings.tenant_max_storage_bytes
     if used + incoming_bytes > limit:
-        raise ApiError(429, f"this tenant stores {used} bytes and this upload adds {incoming_bytes}, over its quota of {limit} bytes; "
-                            "delete teachers or datasets it no longer needs, then retry", headers={"Retry-After": str(QUOTA_RETRY_AFTER_S)})
+        raise ApiError(
+            429,
+            f"this tenant stores {used} bytes and this upload adds {incoming_bytes}, over its quota of {limit} bytes; "
+            "delete teachers or datasets it no longer needs, then retry",
+            headers={"Retry-After": str(QUOTA_RETRY_AFTER_S)},
+        )

@@ -26,8 +26,11 @@ def queue_webhook(session: Session, job_id: str, status: str) -> None:
     row = session.execute(select(JobRow.spec, JobRow.tenant_id).where(JobRow.id == job_id)).one_or_none()
     url = (row.spec or {}).get("webhook_url") if row is not None else None
     if url:
-        session.add(WebhookDelivery(id=new_id("whd"), job_id=job_id, tenant_id=row.tenant_id, event=f"job.{status}", url=url, status="pending",
-                                    attempts=0, next_attempt_at=utcnow()))
+        session.add(
+            WebhookDelivery(
+                id=new_id("whd"), job_id=job_id, tenant_id=row.tenant_id, event=f"job.{status}", url=url, status="pending", attempts=0, next_attempt_at=utcnow()
+            )
+        )
 
 
 def signing_secret(session: Session, settings: Settings, tenant: str) -> str | None:
@@ -38,7 +41,10 @@ def signing_secret(session: Session, settings: Settings, tenant: str) -> str | N
 def require_signing_secret(session: Session, settings: Settings, tenant: str) -> None:
     """Refuse a webhook_url at submit time when nothing could sign its deliveries."""
     if signing_secret(session, settings, tenant) is None:
-        raise ApiError(422, "webhook_url needs a signing secret, and neither this tenant nor the server has one; create one with POST /v1/webhooks/secret, or ask the operator to set DISTILLERY_WEBHOOK_SECRET")
+        raise ApiError(
+            422,
+            "webhook_url needs a signing secret, and neither this tenant nor the server has one; create one with POST /v1/webhooks/secret, or ask the operator to set DISTILLERY_WEBHOOK_SECRET",
+        )
 
 
 def rotate_secret(session: Session, tenant: str) -> TenantWebhookSecret:

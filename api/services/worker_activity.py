@@ -28,8 +28,12 @@ def _aware(value: datetime) -> datetime:
 
 def _samples_per_second(session: Session, job: JobRow, now: datetime) -> float | None:
     """Steps between the oldest and newest ``train/loss`` points of the last two minutes, times the batch size."""
-    points = session.execute(select(JobEvent.step, JobEvent.time).where(JobEvent.job_id == job.id, JobEvent.kind == "metric", JobEvent.name == "train/loss",
-                                                                        JobEvent.time >= now - RATE_WINDOW).order_by(JobEvent.seq.desc()).limit(200)).all()
+    points = session.execute(
+        select(JobEvent.step, JobEvent.time)
+        .where(JobEvent.job_id == job.id, JobEvent.kind == "metric", JobEvent.name == "train/loss", JobEvent.time >= now - RATE_WINDOW)
+        .order_by(JobEvent.seq.desc())
+        .limit(200)
+    ).all()
     if len(points) < 2:
         return None
     (new_step, new_time), (old_step, old_time) = points[0], points[-1]

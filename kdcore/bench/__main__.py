@@ -29,8 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kdcore.bench", description=__doc__)
     parser.add_argument("which", nargs="*", default=["all"], choices=["all", *BENCHES], help="benchmarks to run (default: all)")
     parser.add_argument("--output", type=Path, default=None, help=f"where to write the markdown (default {RESULTS_FILE})")
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", DEFAULT_THREADS)),
-                        help=f"CPU threads for torch here and in the service it starts (default: OMP_NUM_THREADS, else {DEFAULT_THREADS})")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=int(os.environ.get("OMP_NUM_THREADS", DEFAULT_THREADS)),
+        help=f"CPU threads for torch here and in the service it starts (default: OMP_NUM_THREADS, else {DEFAULT_THREADS})",
+    )
     args = parser.parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     torch.set_num_threads(args.threads)

@@ -30,20 +30,36 @@ DATA_FREE_STEPS = 50
 DEEPINVERSION_OVERRIDES = {"inversion_iterations": 150, "refresh_every": 40, "pool_batches": 5, "jitter": 2, "flip": False}
 
 
-def _run(work: Path, method: str, seed: int, epochs: int, teachers: list[dict], hyperparams: dict | None = None, steps: int | None = None) -> tuple[float, float]:
+def _run(
+    work: Path, method: str, seed: int, epochs: int, teachers: list[dict], hyperparams: dict | None = None, steps: int | None = None
+) -> tuple[float, float]:
     training = {"epochs": epochs, "batch_size": 64, "lr": 0.05, "seed": seed, "input_size": INPUT_SIZE, "augment": "none"}
     if steps is not None:
         training["steps_per_epoch"] = steps
-    spec = JobSpec(method=method, teachers=teachers, student={"arch": STUDENT_ARCH}, dataset={"builtin": "digits"},
-                   hyperparams=hyperparams or {}, training=training, export=["safetensors"], work_dir=work / f"{method}-{seed}")
+    spec = JobSpec(
+        method=method,
+        teachers=teachers,
+        student={"arch": STUDENT_ARCH},
+        dataset={"builtin": "digits"},
+        hyperparams=hyperparams or {},
+        training=training,
+        export=["safetensors"],
+        work_dir=work / f"{method}-{seed}",
+    )
     started = time.perf_counter()
     result = train(spec)
     return result.metrics["val/top1"], time.perf_counter() - started
 
 
 def _train_teacher(work: Path, epochs: int) -> tuple[dict, float]:
-    spec = JobSpec(method="supervised", student={"arch": TEACHER_ARCH}, dataset={"builtin": "digits"}, export=["safetensors"], work_dir=work / "teacher",
-                   training={"epochs": epochs, "batch_size": 64, "lr": 0.1, "seed": 0, "input_size": INPUT_SIZE, "augment": "none"})
+    spec = JobSpec(
+        method="supervised",
+        student={"arch": TEACHER_ARCH},
+        dataset={"builtin": "digits"},
+        export=["safetensors"],
+        work_dir=work / "teacher",
+        training={"epochs": epochs, "batch_size": 64, "lr": 0.1, "seed": 0, "input_size": INPUT_SIZE, "augment": "none"},
+    )
     result = train(spec)
     source = {"path": str(result.artifacts[0].path), "format": "safetensors", "arch": TEACHER_ARCH, "num_classes": 10, "input_size": INPUT_SIZE}
     return source, result.metrics["val/top1"]

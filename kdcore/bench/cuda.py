@@ -37,13 +37,24 @@ PAIRS = (Pair("cifar_resnet32x4", "cifar_resnet8x4", (3, 32, 32), 256), Pair("re
 def _precisions(device: str) -> dict[str, tuple[dict, torch.dtype | None]]:
     """Job settings and the hand-written loop's autocast dtype: fp32, and what ``amp: auto`` picks on this GPU."""
     mixed = torch.bfloat16 if device != "cuda" or torch.cuda.is_bf16_supported() else torch.float16
-    return {"fp32": ({"amp": "off", "channels_last": "off"}, None),
-            "mixed + channels_last": ({"amp": "bf16" if mixed is torch.bfloat16 else "fp16", "channels_last": "on"}, mixed)}
+    return {
+        "fp32": ({"amp": "off", "channels_last": "off"}, None),
+        "mixed + channels_last": ({"amp": "bf16" if mixed is torch.bfloat16 else "fp16", "channels_last": "on"}, mixed),
+    }
 
 
 def _job(work: Path, pair: Pair, teacher: dict, precision: dict, epochs: int, device: str) -> float:
-    training = {"epochs": epochs, "batch_size": pair.batch_size, "seed": 0, "input_size": list(pair.input_size), "augment": "none",
-                "teacher_cache": "off", "device": device, "checkpoint_every_steps": 1_000_000, **precision}
+    training = {
+        "epochs": epochs,
+        "batch_size": pair.batch_size,
+        "seed": 0,
+        "input_size": list(pair.input_size),
+        "augment": "none",
+        "teacher_cache": "off",
+        "device": device,
+        "checkpoint_every_steps": 1_000_000,
+        **precision,
+    }
     spec = JobSpec(method="kd", teachers=[teacher], student={"arch": pair.student}, dataset=DIGITS, training=training, export=["safetensors"], work_dir=work)
     return train(spec).metrics["time/samples_per_second"]
 
@@ -51,8 +62,10 @@ def _job(work: Path, pair: Pair, teacher: dict, precision: dict, epochs: int, de
 def measure(work: Path, pairs: tuple[Pair, ...] = PAIRS, epochs: int = 3, device: str = "cuda") -> Section:
     """The table; ``device="cpu"`` with small pairs checks the code path on a machine without a GPU."""
     name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
-    section = Section(f"`kd` on {name}: mixed precision + channels_last vs fp32, job vs hand-written loop",
-                      ["Pair", "Input", "Batch", "Precision", "Job images/s", "Hand-written images/s", "Job / hand", "Speedup vs fp32 (job)"])
+    section = Section(
+        f"`kd` on {name}: mixed precision + channels_last vs fp32, job vs hand-written loop",
+        ["Pair", "Input", "Batch", "Precision", "Job images/s", "Hand-written images/s", "Job / hand", "Speedup vs fp32 (job)"],
+    )
     for pair in pairs:
         teacher = random_teacher(work / "teachers", pair.teacher, pair.input_size)
         data = digits("train", pair.input_size)
@@ -65,10 +78,22 @@ def measure(work: Path, pairs: tuple[Pair, ...] = PAIRS, epochs: int = 3, device
             hand = hand_written_kd(Path(teacher["path"]), pair.teacher, pair.student, data, epochs, pair.batch_size, **hand_loop).wall
             fp32_job = fp32_job or job
             print(f"[cuda] {pair.teacher} → {pair.student} {label}: job {job:.0f}/s, hand {hand:.0f}/s", file=sys.stderr)
-            section.rows.append([f"{pair.teacher} → {pair.student}", f"{pair.input_size[1]}×{pair.input_size[2]}", str(pair.batch_size),
-                                 f"{label} ({str(amp).removeprefix('torch.') if amp else 'fp32'})", f"{job:.0f}", f"{hand:.0f}", f"{job / hand:.3f}", f"{job / fp32_job:.2f}×"])
-    section.notes.append(f"{epochs} epochs of digits ({len(digits('train', pairs[0].input_size))} images) per run, each precision after a 5-step warm-up of its kernels; "
-                         "the hand-written loop keeps the whole dataset on the device (no input pipeline), so it is the floor a job's loader must match")
+            section.rows.append(
+                [
+                    f"{pair.teacher} → {pair.student}",
+                    f"{pair.input_size[1]}×{pair.input_size[2]}",
+                    str(pair.batch_size),
+                    f"{label} ({str(amp).removeprefix('torch.') if amp else 'fp32'})",
+                    f"{job:.0f}",
+                    f"{hand:.0f}",
+                    f"{job / hand:.3f}",
+                    f"{job / fp32_job:.2f}×",
+                ]
+            )
+    section.notes.append(
+        f"{epochs} epochs of digits ({len(digits('train', pairs[0].input_size))} images) per run, each precision after a 5-step warm-up of its kernels; "
+        "the hand-written loop keeps the whole dataset on the device (no input pipeline), so it is the floor a job's loader must match"
+    )
     return section
 
 

@@ -38,7 +38,13 @@ def random_teacher(folder: Path, arch: str, input_size: tuple[int, int, int], se
 
 def trained_teacher(folder: Path, arch: str, input_size: tuple[int, int, int], epochs: int, seed: int) -> tuple[dict, float]:
     """A teacher trained with ``supervised`` through kdcore itself; returns its source and val top-1."""
-    spec = JobSpec(method="supervised", student={"arch": arch}, dataset=DIGITS, export=["safetensors"], work_dir=folder / f"{arch}-{seed}",
-                   training={"epochs": epochs, "batch_size": 64, "lr": 0.05, "seed": seed, "input_size": list(input_size), "augment": "none"})
+    spec = JobSpec(
+        method="supervised",
+        student={"arch": arch},
+        dataset=DIGITS,
+        export=["safetensors"],
+        work_dir=folder / f"{arch}-{seed}",
+        training={"epochs": epochs, "batch_size": 64, "lr": 0.05, "seed": seed, "input_size": list(input_size), "augment": "none"},
+    )
     result = train(spec)
     return teacher_source(result.artifacts[0].path, arch, input_size), result.metrics["val/top1"]

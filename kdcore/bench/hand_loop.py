@@ -31,9 +31,21 @@ class LoopSpeed:
     cpu: float
 
 
-def hand_written_kd(teacher_file: Path, teacher_arch: str, student_arch: str, data: ImageSet, epochs: int, batch_size: int = 64,
-                    seed: int = 0, lr: float = 0.05, temperature: float = 4.0, max_steps: int | None = None,
-                    device: str = "cpu", amp: torch.dtype | None = None, channels_last: bool = False) -> LoopSpeed:
+def hand_written_kd(
+    teacher_file: Path,
+    teacher_arch: str,
+    student_arch: str,
+    data: ImageSet,
+    epochs: int,
+    batch_size: int = 64,
+    seed: int = 0,
+    lr: float = 0.05,
+    temperature: float = 4.0,
+    max_steps: int | None = None,
+    device: str = "cpu",
+    amp: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> LoopSpeed:
     """Train for ``epochs`` and return its speed, timing the steps only.
 
     On CUDA the whole dataset sits on the GPU before timing starts (no input pipeline at all), models

@@ -73,8 +73,13 @@ async def load(port: int, request: bytes, concurrency: int, count: int, seconds:
     await asyncio.gather(*(connection() for _ in range(concurrency)))
     elapsed = time.perf_counter() - recording["since"]
     ordered = sorted(latencies)
-    return {"count": len(ordered), "failures": failures, "rps": len(ordered) / elapsed,
-            "p50_ms": 1000 * ordered[len(ordered) // 2], "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]}
+    return {
+        "count": len(ordered),
+        "failures": failures,
+        "rps": len(ordered) / elapsed,
+        "p50_ms": 1000 * ordered[len(ordered) // 2],
+        "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

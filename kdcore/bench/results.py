@@ -49,8 +49,10 @@ def _cpu_model() -> str:
 
 def machine() -> str:
     load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
-    return (f"{_cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads, "
-            f"Python {platform.python_version()}, load average {load} (1/5/15 min)")
+    return (
+        f"{_cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads, "
+        f"Python {platform.python_version()}, load average {load} (1/5/15 min)"
+    )
 
 
 def report(sections: list[Section], started: float, machine_before: str) -> str:

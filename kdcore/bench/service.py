@@ -17,8 +17,13 @@ SERVICE_BENCH_TIMEOUT_S = 720
 
 
 def run(work: Path) -> list[Section]:
-    done = subprocess.run([sys.executable, "-m", "api.bench_service", "--work", str(work / "service")], stdout=subprocess.PIPE, text=True,
-                          timeout=SERVICE_BENCH_TIMEOUT_S, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "api.bench_service", "--work", str(work / "service")],
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=SERVICE_BENCH_TIMEOUT_S,
+        check=False,
+    )
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         return [Section("Service benchmark", ["Result"], [[f"failed with exit code {done.returncode}; see the output above"]])]

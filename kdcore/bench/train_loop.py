@@ -47,8 +47,15 @@ class StepClock(TrainCallbacks):
 
 
 def _job(work: Path, teacher: dict, epochs: int, augment: str, teacher_cache: str) -> LoopSpeed:
-    training = {"epochs": epochs, "batch_size": BATCH, "seed": 0, "input_size": list(INPUT_SIZE), "augment": augment,
-                "teacher_cache": teacher_cache, "checkpoint_every_steps": 1_000_000}
+    training = {
+        "epochs": epochs,
+        "batch_size": BATCH,
+        "seed": 0,
+        "input_size": list(INPUT_SIZE),
+        "augment": augment,
+        "teacher_cache": teacher_cache,
+        "checkpoint_every_steps": 1_000_000,
+    }
     spec = JobSpec(method="kd", teachers=[teacher], student={"arch": STUDENT}, dataset=DIGITS, training=training, export=["safetensors"], work_dir=work)
     clock = StepClock()
     wall = train(spec, clock).metrics["time/samples_per_second"]
@@ -83,11 +90,17 @@ def run(work: Path, rounds: int = 4, epochs: int = 2) -> Section:
     job = "`kd` job, teacher every step (`teacher_cache: off`)"
     for kind, clock in (("wall", "wall"), ("cpu", "CPU of the training thread")):
         value = ratio("job", kind)
-        section.rows.append([job, clock, f"{median('job', kind):.0f}", f"{median('hand', kind):.0f}", f"{value:.3f}", f"≥ {TARGET_RATIO}", met(value >= TARGET_RATIO)])
+        section.rows.append(
+            [job, clock, f"{median('job', kind):.0f}", f"{median('hand', kind):.0f}", f"{value:.3f}", f"≥ {TARGET_RATIO}", met(value >= TARGET_RATIO)]
+        )
     reused = f"`kd` job, teacher outputs reused (`augment: none`, {epochs} epochs; the teacher runs in epoch 1 only)"
     section.rows.append([reused, "wall", f"{median('reuse', 'wall'):.0f}", f"{median('hand', 'wall'):.0f}", f"{ratio('reuse', 'wall'):.3f}", "—", "—"])
-    section.notes.append(f"{rounds} rounds of {epochs} epochs per run, in alternating order; samples/s are medians over rounds, ratios the median of "
-                         "each round's ratio; steps only, both sides exclude validation and export")
-    section.notes.append("wall: the trainer's own time/samples_per_second; CPU: samples per CPU second of the training thread (one torch thread) "
-                         "over each epoch's steps after the first log interval, which other load on a shared machine cannot inflate")
+    section.notes.append(
+        f"{rounds} rounds of {epochs} epochs per run, in alternating order; samples/s are medians over rounds, ratios the median of "
+        "each round's ratio; steps only, both sides exclude validation and export"
+    )
+    section.notes.append(
+        "wall: the trainer's own time/samples_per_second; CPU: samples per CPU second of the training thread (one torch thread) "
+        "over each epoch's steps after the first log interval, which other load on a shared machine cannot inflate"
+    )
     return section

@@ -25,9 +25,7 @@ def _digits() -> dict[str, ImageSet]:
     bunch = load_digits()
     images = np.clip(np.round(bunch.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)[:, None, :, :]
     labels = bunch.target.astype(np.int64)
-    train_idx, val_idx = train_test_split(
-        np.arange(len(labels)), test_size=DIGITS_VAL_FRACTION, random_state=DIGITS_SPLIT_SEED, stratify=labels
-    )
+    train_idx, val_idx = train_test_split(np.arange(len(labels)), test_size=DIGITS_VAL_FRACTION, random_state=DIGITS_SPLIT_SEED, stratify=labels)
     classes = [str(c) for c in range(10)]
     return {
         split: ImageSet(torch.from_numpy(images[idx]), torch.from_numpy(labels[idx]), classes)

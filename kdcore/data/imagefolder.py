@@ -31,24 +31,23 @@ def scan(root: Path) -> dict[str, list[tuple[Path, int]]]:
     root = find_root(root)
     missing = [s for s in SPLITS if not (root / s).is_dir()]
     if missing:
-        raise BadDataset(f"the archive has no {' or '.join(repr(m + '/') for m in missing)} folder; lay it out as train/<class>/<image> and val/<class>/<image>")
+        raise BadDataset(
+            f"the archive has no {' or '.join(repr(m + '/') for m in missing)} folder; lay it out as train/<class>/<image> and val/<class>/<image>"
+        )
     classes_by_split = {s: sorted(d.name for d in (root / s).iterdir() if d.is_dir() and not d.name.startswith(".")) for s in SPLITS}
     if classes_by_split["train"] != classes_by_split["val"]:
         only_train = sorted(set(classes_by_split["train"]) - set(classes_by_split["val"]))
         only_val = sorted(set(classes_by_split["val"]) - set(classes_by_split["train"]))
-        raise BadDataset(f"train and val have different classes (only in train: {only_train[:10]}, only in val: {only_val[:10]}); both splits need the same class folders")
+        raise BadDataset(
+            f"train and val have different classes (only in train: {only_train[:10]}, only in val: {only_val[:10]}); both splits need the same class folders"
+        )
     classes = classes_by_split["train"]
     if len(classes) < 2:
         raise BadDataset(f"found {len(classes)} class folder(s) under train/; a classification dataset needs at least 2")
     index = {name: i for i, name in enumerate(classes)}
     out: dict[str, list[tuple[Path, int]]] = {}
     for split in SPLITS:
-        items = [
-            (file, index[cls])
-            for cls in classes
-            for file in sorted((root / split / cls).rglob("*"))
-            if file.is_file() and not file.name.startswith(".")
-        ]
+        items = [(file, index[cls]) for cls in classes for file in sorted((root / split / cls).rglob("*")) if file.is_file() and not file.name.startswith(".")]
         if not items:
             raise BadDataset(f"the {split}/ split holds no images")
         out[split] = items

@@ -43,10 +43,7 @@ def fit_to_size(images: Tensor, input_size: Sequence[int]) -> Tensor:
             raise ValueError(f"cannot turn {out.shape[1]}-channel images into {channels} channels")
     if tuple(out.shape[-2:]) != (height, width):
         chunks = [
-            F.interpolate(part.float(), size=(height, width), mode="bilinear", align_corners=False, antialias=True)
-            .round()
-            .clamp(0, 255)
-            .to(torch.uint8)
+            F.interpolate(part.float(), size=(height, width), mode="bilinear", align_corners=False, antialias=True).round().clamp(0, 255).to(torch.uint8)
             for part in out.split(1024)
         ]
         out = torch.cat(chunks) if chunks else out.new_zeros((0, channels, height, width))

@@ -22,9 +22,7 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_chs)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_chs != out_chs:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_chs, out_chs, 1, stride, bias=False), nn.BatchNorm2d(out_chs)
-            )
+            self.shortcut = nn.Sequential(nn.Conv2d(in_chs, out_chs, 1, stride, bias=False), nn.BatchNorm2d(out_chs))
 
     def forward(self, x: Tensor) -> Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
@@ -52,9 +50,7 @@ class CifarResNet(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.num_features = in_chs
         self.fc = nn.Linear(in_chs, num_classes)
-        self.feature_info = [
-            {"num_chs": w, "reduction": r, "module": f"stages.{i}"} for i, (w, r) in enumerate(zip(widths[1:], (1, 2, 4), strict=True))
-        ]
+        self.feature_info = [{"num_chs": w, "reduction": r, "module": f"stages.{i}"} for i, (w, r) in enumerate(zip(widths[1:], (1, 2, 4), strict=True))]
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")

@@ -45,9 +45,7 @@ class CifarWideResNet(nn.Module):
         self.final_norm = nn.Sequential(nn.BatchNorm2d(in_chs), nn.ReLU())
         self.num_features = in_chs
         self.fc = nn.Linear(in_chs, num_classes)
-        self.feature_info = [
-            {"num_chs": w, "reduction": r, "module": f"stages.{i}"} for i, (w, r) in enumerate(zip(widths[1:], (1, 2, 4), strict=True))
-        ]
+        self.feature_info = [{"num_chs": w, "reduction": r, "module": f"stages.{i}"} for i, (w, r) in enumerate(zip(widths[1:], (1, 2, 4), strict=True))]
 
     def forward_intermediates(self, x: Tensor, indices: list[int] | None = None, intermediates_only: bool = False, **_: object):
         features = []

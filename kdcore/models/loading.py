@@ -96,7 +96,9 @@ def build_from_state_dict(arch: str, state: dict[str, Tensor], num_classes: int,
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:
         mismatch = [line.strip() for line in str(exc).splitlines() if "size mismatch" in line][:2]
-        raise BadTeacher(f"the weights do not fit architecture {arch!r} with num_classes={num_classes} and {in_chans} input channels: {'; '.join(mismatch) or str(exc)[:300]}") from exc
+        raise BadTeacher(
+            f"the weights do not fit architecture {arch!r} with num_classes={num_classes} and {in_chans} input channels: {'; '.join(mismatch) or str(exc)[:300]}"
+        ) from exc
     problems = []
     if result.missing_keys:
         problems.append(f"missing keys {result.missing_keys[:5]}")
@@ -288,7 +290,9 @@ def check_teacher(source: TeacherSource, batch: int = 2) -> LoadedTeacher:
         raise BadTeacher(f"the model failed on a [{batch}, {', '.join(map(str, source.input_size))}] input: {_first_line(exc)}") from exc
     if not isinstance(out, Tensor) or tuple(out.shape) != (batch, source.num_classes):
         shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-        raise BadTeacher(f"the model returned {shape} for a batch of {batch}, expected [{batch}, {source.num_classes}] logits; check num_classes and input_size")
+        raise BadTeacher(
+            f"the model returned {shape} for a batch of {batch}, expected [{batch}, {source.num_classes}] logits; check num_classes and input_size"
+        )
     if not torch.isfinite(out).all():
         raise BadTeacher("the model returned NaN or infinite logits on a random input")
     return LoadedTeacher(module=teacher, params=teacher.params, supports_features=teacher.supports_features)

@@ -25,9 +25,14 @@ def trained_teacher(tmp_path_factory, digits32_zip) -> dict:
     root = tmp_path_factory.mktemp("teacher")
     with zipfile.ZipFile(digits32_zip) as archive:
         archive.extractall(root / "data")
-    spec = JobSpec(method="supervised", student={"arch": "cifar_resnet8"}, dataset={"root": root / "data"},
-                   training={"epochs": 8, "batch_size": 64, "augment": "none", "input_size": [3, 32, 32], "lr": 0.1},
-                   export=["safetensors"], work_dir=root / "run")
+    spec = JobSpec(
+        method="supervised",
+        student={"arch": "cifar_resnet8"},
+        dataset={"root": root / "data"},
+        training={"epochs": 8, "batch_size": 64, "augment": "none", "input_size": [3, 32, 32], "lr": 0.1},
+        export=["safetensors"],
+        work_dir=root / "run",
+    )
     result = train(spec)
     return {"path": result.artifacts[0].path, "arch": "cifar_resnet8", "val_top1": result.metrics["val/top1"], "data_root": root / "data"}
 

@@ -35,8 +35,23 @@ def workdir(tmp_path_factory, deployment):
     folder = tmp_path_factory.mktemp("user")
     save_teacher(folder, "cifar_resnet8", 10, (3, 16, 16)).path.rename(folder / "teacher.safetensors")
     digits_zip(folder / "digits16.zip", size=16, per_class_limit=16)
-    teacher = _ok(deployment, folder, "teachers", "upload", "teacher.safetensors", "--format", "safetensors", "--arch", "cifar_resnet8",
-                  "--num-classes", "10", "--input-size", "3,16,16", "--name", "random cnn")
+    teacher = _ok(
+        deployment,
+        folder,
+        "teachers",
+        "upload",
+        "teacher.safetensors",
+        "--format",
+        "safetensors",
+        "--arch",
+        "cifar_resnet8",
+        "--num-classes",
+        "10",
+        "--input-size",
+        "3,16,16",
+        "--name",
+        "random cnn",
+    )
     dataset = _ok(deployment, folder, "datasets", "upload", "digits16.zip", "--name", "digits16")
     assert re.fullmatch(r"tch_\w+", teacher) and re.fullmatch(r"ds_\w+", dataset)
     (folder / "job.json").write_text(json.dumps(_spec(teacher, dataset, epochs=2)))
@@ -45,13 +60,22 @@ def workdir(tmp_path_factory, deployment):
 
 
 def _spec(teacher: str, dataset: str, epochs: int) -> dict:
-    return {"name": f"cli kd {epochs}", "method": "kd", "teachers": [teacher], "student": {"arch": "cifar_resnet8"}, "dataset": dataset,
-            "training": {"epochs": epochs, "batch_size": 32, "lr": 0.05, "augment": "none", "log_every_steps": 1}, "export": ["safetensors"]}
+    return {
+        "name": f"cli kd {epochs}",
+        "method": "kd",
+        "teachers": [teacher],
+        "student": {"arch": "cifar_resnet8"},
+        "dataset": dataset,
+        "training": {"epochs": epochs, "batch_size": 32, "lr": 0.05, "augment": "none", "log_every_steps": 1},
+        "export": ["safetensors"],
+    }
 
 
 def distillery(svc, cwd, *args: str, key: str | None = None, **popen) -> subprocess.CompletedProcess:
     env = {**svc.env, "DISTILLERY_URL": svc.url, "DISTILLERY_API_KEY": svc.key if key is None else key}
-    return subprocess.run([sys.executable, "-m", "api.cli", *args], cwd=cwd, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300, **popen)
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args], cwd=cwd, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300, **popen
+    )
 
 
 def _ok(svc, cwd, *args: str) -> str:
@@ -114,7 +138,9 @@ def test_local_storage_has_no_presigned_urls_and_webhooks_need_a_secret(deployme
         link = client.http.get(f"/v1/artifacts/{artifact.id}/url")
         assert link.status_code == 409 and f"GET /v1/artifacts/{artifact.id}" in link.json()["detail"]
     with DistilleryClient(deployment.url, deployment.cli("keys", "create", "--tenant", "no-secret")) as client:
-        refused = client.http.post("/v1/jobs", json={"method": "kd", "student": {"arch": "cifar_resnet8"}, "training": {"epochs": 1}, "webhook_url": "http://127.0.0.1:9/"})
+        refused = client.http.post(
+            "/v1/jobs", json={"method": "kd", "student": {"arch": "cifar_resnet8"}, "training": {"epochs": 1}, "webhook_url": "http://127.0.0.1:9/"}
+        )
         assert refused.status_code == 422 and "DISTILLERY_WEBHOOK_SECRET" in refused.json()["detail"]
 
 
@@ -124,8 +150,14 @@ def test_cancel_ends_a_watched_job_with_a_failing_exit_code_and_a_signed_webhook
         secret = client.http.post("/v1/webhooks/secret").json()["secret"]
         spec = json.loads((workdir / "long.json").read_text())
         job_id = client.submit_job({**spec, "webhook_url": receiver.url + "/hook"}).id
-        watcher = subprocess.Popen([sys.executable, "-m", "api.cli", "events", job_id], cwd=workdir, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   env={**deployment.env, "DISTILLERY_URL": deployment.url, "DISTILLERY_API_KEY": deployment.key, "PYTHONPATH": str(ROOT)})
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "events", job_id],
+            cwd=workdir,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**deployment.env, "DISTILLERY_URL": deployment.url, "DISTILLERY_API_KEY": deployment.key, "PYTHONPATH": str(ROOT)},
+        )
         try:
             metrics = wait_until(lambda: _running_metrics(deployment, job_id), 120, 0.5, what="heartbeat and samples/s gauges for the running job")
             assert metrics["heartbeat_age"] < 30 and metrics["samples_per_second"] > 0
@@ -157,8 +189,16 @@ def test_refusals_reach_the_user_as_sentences_and_exit_codes(deployment, workdir
     (workdir / "broken.json").write_text("{not json")
     broken = distillery(deployment, workdir, "submit", "broken.json")
     assert broken.returncode == 2 and "not valid JSON" in broken.stderr
-    bad_spec = distillery(deployment, workdir, "submit", "-", input=json.dumps({"method": "kd", "student": {"arch": "cifar_resnet8"}, "training": {"epochs": 1}}))
+    bad_spec = distillery(
+        deployment, workdir, "submit", "-", input=json.dumps({"method": "kd", "student": {"arch": "cifar_resnet8"}, "training": {"epochs": 1}})
+    )
     assert bad_spec.returncode == 1 and "the job names 0" in bad_spec.stderr
-    unreachable = subprocess.run([sys.executable, "-m", "api.cli", "list"], cwd=workdir, capture_output=True, text=True, timeout=60,
-                                 env={**deployment.env, "DISTILLERY_URL": "http://127.0.0.1:9", "DISTILLERY_API_KEY": "x", "PYTHONPATH": str(ROOT)})
+    unreachable = subprocess.run(
+        [sys.executable, "-m", "api.cli", "list"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**deployment.env, "DISTILLERY_URL": "http://127.0.0.1:9", "DISTILLERY_API_KEY": "x", "PYTHONPATH": str(ROOT)},
+    )
     assert unreachable.returncode == 1 and "cannot reach Distillery" in unreachable.stderr

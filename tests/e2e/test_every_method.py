@@ -25,8 +25,11 @@ def embedded(tmp_path_factory):
 def uploads(embedded, trained_teacher, tmp_path_factory):
     client = embedded.client()
     with open(trained_teacher["path"], "rb") as handle:
-        teacher = client.post("/v1/teachers", files={"file": ("t.safetensors", handle)},
-                              data={"format": "safetensors", "arch": "cifar_resnet8", "num_classes": "10", "input_size": "3,32,32"}).json()
+        teacher = client.post(
+            "/v1/teachers",
+            files={"file": ("t.safetensors", handle)},
+            data={"format": "safetensors", "arch": "cifar_resnet8", "num_classes": "10", "input_size": "3,32,32"},
+        ).json()
     archive = digits_zip(tmp_path_factory.mktemp("small") / "small.zip", size=16, per_class_limit=16)
     with open(archive, "rb") as handle:
         dataset = client.post("/v1/datasets", files={"file": ("small.zip", handle)}).json()
@@ -41,8 +44,15 @@ def test_method_succeeds_with_paper_defaults(method, embedded, uploads):
     training = {"epochs": 1, "batch_size": 32, "input_size": [3, 16, 16]}
     if not method.needs_dataset:
         training["steps_per_epoch"] = 2
-    body = {"method": method.name, "teachers": teachers, "student": {"arch": "cifar_resnet8"}, "hyperparams": {},
-            "dataset": uploads["dataset"] if method.needs_dataset else None, "training": training, "export": ["safetensors"]}
+    body = {
+        "method": method.name,
+        "teachers": teachers,
+        "student": {"arch": "cifar_resnet8"},
+        "hyperparams": {},
+        "dataset": uploads["dataset"] if method.needs_dataset else None,
+        "training": training,
+        "export": ["safetensors"],
+    }
     created = client.post("/v1/jobs", json=body)
     assert created.status_code == 201, created.text
     assert created.json()["spec"]["hyperparams"] == method.Hyperparams().model_dump(mode="json")

@@ -24,14 +24,24 @@ from sqlalchemy import create_engine, text
 from e2e.conftest import start_service, stop_service
 
 pytestmark = [pytest.mark.e2e]
-FAST_SWEEP = {"DISTILLERY_HEARTBEAT_INTERVAL_S": "1", "DISTILLERY_HEARTBEAT_TIMEOUT_S": "30", "DISTILLERY_REAPER_INTERVAL_S": "1", "DISTILLERY_REQUEUE_AFTER_S": "4"}
+FAST_SWEEP = {
+    "DISTILLERY_HEARTBEAT_INTERVAL_S": "1",
+    "DISTILLERY_HEARTBEAT_TIMEOUT_S": "30",
+    "DISTILLERY_REAPER_INTERVAL_S": "1",
+    "DISTILLERY_REQUEUE_AFTER_S": "4",
+}
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 def tiny_job(epochs: int = 1, **training) -> dict:
     """A supervised cifar_resnet8 on 8×8 grey digits: about a second of training per epoch on a CPU core."""
-    return {"method": "supervised", "student": {"arch": "cifar_resnet8"}, "dataset": "builtin:digits", "export": ["safetensors"],
-            "training": {"epochs": epochs, "batch_size": 64, "input_size": [1, 8, 8], "augment": "none", **training}}
+    return {
+        "method": "supervised",
+        "student": {"arch": "cifar_resnet8"},
+        "dataset": "builtin:digits",
+        "export": ["safetensors"],
+        "training": {"epochs": epochs, "batch_size": 64, "input_size": [1, 8, 8], "augment": "none", **training},
+    }
 
 
 def database_url(service: Service) -> str:
@@ -43,7 +53,9 @@ def status_events(service: Service) -> dict[str, list[str]]:
     engine = create_engine(database_url(service))
     try:
         with engine.connect() as connection:
-            rows = connection.execute(text("SELECT j.id, e.name FROM jobs j LEFT JOIN job_events e ON e.job_id = j.id AND e.kind = 'status' ORDER BY e.seq")).all()
+            rows = connection.execute(
+                text("SELECT j.id, e.name FROM jobs j LEFT JOIN job_events e ON e.job_id = j.id AND e.kind = 'status' ORDER BY e.seq")
+            ).all()
     finally:
         engine.dispose()
     events: dict[str, list[str]] = {}

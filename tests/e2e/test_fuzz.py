@@ -57,8 +57,11 @@ def _seed(service: Service) -> dict[str, str]:
     """A teacher and an ended job for the fuzzer's path parameters."""
     client = service.client()
     weights = save({k: v.contiguous() for k, v in create_model("cifar_resnet8", num_classes=10, in_chans=1).state_dict().items()})
-    teacher = client.post("/v1/teachers", files={"file": ("t.safetensors", io.BytesIO(weights))},
-                          data={"format": "safetensors", "arch": "cifar_resnet8", "num_classes": "10", "input_size": "1,8,8"})
+    teacher = client.post(
+        "/v1/teachers",
+        files={"file": ("t.safetensors", io.BytesIO(weights))},
+        data={"format": "safetensors", "arch": "cifar_resnet8", "num_classes": "10", "input_size": "1,8,8"},
+    )
     assert teacher.status_code == 201, teacher.text
     job = client.post("/v1/jobs", json={**tiny_job(), "method": "kd", "teachers": [teacher.json()["id"]]})
     assert job.status_code == 201, job.text
@@ -69,8 +72,29 @@ def _seed(service: Service) -> dict[str, str]:
 def test_fuzzing_the_openapi_document_finds_no_5xx_and_no_violation(fuzzed: Service, tmp_path: Path):
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG.format(**_seed(fuzzed)))
-    command = [sys.executable, "-c", RUN_SCHEMATHESIS, "--config-file", str(config), "run", f"{fuzzed.url}/openapi.json", "--checks", "all",
-               "--max-examples", str(fuzz_examples()), "--seed", os.environ.get("DISTILLERY_FUZZ_SEED", "0"), "--workers", "1", "--request-timeout", "20", "--no-color",
-               "--report", "junit", "--report-dir", str(tmp_path / "report")]
+    command = [
+        sys.executable,
+        "-c",
+        RUN_SCHEMATHESIS,
+        "--config-file",
+        str(config),
+        "run",
+        f"{fuzzed.url}/openapi.json",
+        "--checks",
+        "all",
+        "--max-examples",
+        str(fuzz_examples()),
+        "--seed",
+        os.environ.get("DISTILLERY_FUZZ_SEED", "0"),
+        "--workers",
+        "1",
+        "--request-timeout",
+        "20",
+        "--no-color",
+        "--report",
+        "junit",
+        "--report-dir",
+        str(tmp_path / "report"),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-12000:] + done.stderr[-2000:] + fuzzed.logs()

@@ -137,10 +137,19 @@ def _onnx_model(external: str) -> bytes:
     target.ClearField("raw_data")
     target.data_location = TensorProto.EXTERNAL
     target.external_data.add(key="location", value="../../../../etc/passwd")
-    nodes = [helper.make_node("Flatten", ["x"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["logits"]),
-             helper.make_node("Constant", [], ["b"], value=bias), helper.make_node("Add", ["logits", "b"], ["y"])]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 32, 32])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 10])], [weight])
+    nodes = [
+        helper.make_node("Flatten", ["x"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "w"], ["logits"]),
+        helper.make_node("Constant", [], ["b"], value=bias),
+        helper.make_node("Add", ["logits", "b"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 32, 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 10])],
+        [weight],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
 
 
@@ -189,8 +198,13 @@ def zip64_bomb(uncompressed: int = 10 * GiB, name: str = "train/a/zeros.png") ->
     crc, raw_name = CRC32_OF_10_GIB_OF_ZEROS, name.encode()
     sizes = struct.pack("<HHQQ", 1, 16, uncompressed, len(data))
     local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 45, 0, 8, 0, 0x21, crc, 0xFFFFFFFF, 0xFFFFFFFF, len(raw_name), len(sizes)) + raw_name + sizes
-    central = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 0x032D, 45, 0, 8, 0, 0x21, crc, 0xFFFFFFFF, 0xFFFFFFFF, len(raw_name), len(sizes), 0, 0, 0,
-                          0o100644 << 16, 0) + raw_name + sizes
+    central = (
+        struct.pack(
+            "<IHHHHHHIIIHHHHHII", 0x02014B50, 0x032D, 45, 0, 8, 0, 0x21, crc, 0xFFFFFFFF, 0xFFFFFFFF, len(raw_name), len(sizes), 0, 0, 0, 0o100644 << 16, 0
+        )
+        + raw_name
+        + sizes
+    )
     offset = len(local) + len(data)
     end64 = struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, 1, 1, len(central), offset)
     locator = struct.pack("<IIQI", 0x07064B50, 0, offset + len(central), 1)
@@ -206,7 +220,9 @@ def tar_gz(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
     return buffer.getvalue()
 
 
-def tar_member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "", content: bytes | None = None, claimed_size: int | None = None) -> tuple[tarfile.TarInfo, bytes | None]:
+def tar_member(
+    name: str, kind: bytes = tarfile.REGTYPE, link: str = "", content: bytes | None = None, claimed_size: int | None = None
+) -> tuple[tarfile.TarInfo, bytes | None]:
     """One tar member; ``claimed_size`` writes a header for that many bytes and no data (refused at the header)."""
     info = tarfile.TarInfo(name)
     info.type, info.linkname, info.size = kind, link, len(content or b"") if claimed_size is None else claimed_size
@@ -222,9 +238,13 @@ def test_archives_that_inflate_or_escape_are_refused_before_extraction(hostile):
     _refused(client.post("/v1/datasets", files={"file": ("bomb.tar.gz", tar_gz([tar_member("train/a/huge.png", claimed_size=10 * GiB)]))}), "unpack to")
     _refused(client.post("/v1/datasets", files={"file": ("lying.zip", lying_zip())}), "corrupt")
     escapes = [
-        zip_entry(f"../../escaped-{token}.png"), zip_entry(f"/tmp/escaped-{token}.png"), zip_entry("train/a/link.png", symlink_to=f"/tmp/escaped-{token}"),
-        tar_gz([tar_member(f"../escaped-{token}.png", content=b"x")]), tar_gz([tar_member("train/a/hard.png", tarfile.LNKTYPE, f"/tmp/escaped-{token}")]),
-        tar_gz([tar_member("train/a/dev.png", tarfile.CHRTYPE)]), tar_gz([tar_member("train/a/fifo.png", tarfile.FIFOTYPE)]),
+        zip_entry(f"../../escaped-{token}.png"),
+        zip_entry(f"/tmp/escaped-{token}.png"),
+        zip_entry("train/a/link.png", symlink_to=f"/tmp/escaped-{token}"),
+        tar_gz([tar_member(f"../escaped-{token}.png", content=b"x")]),
+        tar_gz([tar_member("train/a/hard.png", tarfile.LNKTYPE, f"/tmp/escaped-{token}")]),
+        tar_gz([tar_member("train/a/dev.png", tarfile.CHRTYPE)]),
+        tar_gz([tar_member("train/a/fifo.png", tarfile.FIFOTYPE)]),
     ]
     for archive in escapes:
         response = client.post("/v1/datasets", files={"file": ("escape.bin", archive)})
@@ -241,7 +261,7 @@ def zip_entry(name: str, symlink_to: str | None = None) -> bytes:
     with zipfile.ZipFile(buffer, "w") as archive:
         info = zipfile.ZipInfo(name)
         if symlink_to:
-            info.external_attr = (0o120777 << 16)
+            info.external_attr = 0o120777 << 16
         archive.writestr(info, symlink_to or b"x")
     return buffer.getvalue()
 
@@ -254,7 +274,7 @@ def lying_zip() -> bytes:
     data = bytearray(buffer.getvalue())
     central = data.rindex(struct.pack("<I", 0x02014B50))
     for field in (22, central + 24):  # uncompressed size in the local header and in the central directory entry
-        data[field:field + 4] = struct.pack("<I", 1024)
+        data[field : field + 4] = struct.pack("<I", 1024)
     return bytes(data)
 
 
@@ -265,8 +285,13 @@ def _weights() -> bytes:
 @pytest.fixture(scope="module")
 def frugal(tmp_path_factory):
     """Room for two teachers and two active jobs per tenant; no worker, so jobs stay queued."""
-    service = start_service("postgres", tmp_path_factory.mktemp("frugal"), workers=0, DISTILLERY_TENANT_MAX_STORAGE_BYTES=str(2 * len(_weights()) + 4096),
-                            DISTILLERY_TENANT_MAX_ACTIVE_JOBS="2")
+    service = start_service(
+        "postgres",
+        tmp_path_factory.mktemp("frugal"),
+        workers=0,
+        DISTILLERY_TENANT_MAX_STORAGE_BYTES=str(2 * len(_weights()) + 4096),
+        DISTILLERY_TENANT_MAX_ACTIVE_JOBS="2",
+    )
     yield service
     stop_service(service)
 

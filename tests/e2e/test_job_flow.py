@@ -29,8 +29,11 @@ def test_kd_job_end_to_end(service, trained_teacher, digits32_zip, tmp_path):
     student_arch, epochs, floor = BUDGET[service.backend]
     client = service.client()
     with open(trained_teacher["path"], "rb") as handle:
-        teacher = client.post("/v1/teachers", files={"file": ("teacher.safetensors", handle)},
-                              data={"format": "safetensors", "arch": "cifar_resnet8", "num_classes": "10", "input_size": "3,32,32", "name": "digits cnn"})
+        teacher = client.post(
+            "/v1/teachers",
+            files={"file": ("teacher.safetensors", handle)},
+            data={"format": "safetensors", "arch": "cifar_resnet8", "num_classes": "10", "input_size": "3,32,32", "name": "digits cnn"},
+        )
     assert teacher.status_code == 201, teacher.text
     teacher = teacher.json()
     assert teacher["params"] > 0 and teacher["supports_features"] is True and teacher["input_size"] == [3, 32, 32]
@@ -40,9 +43,16 @@ def test_kd_job_end_to_end(service, trained_teacher, digits32_zip, tmp_path):
     dataset = dataset.json()
     assert dataset["num_classes"] == 10 and dataset["splits"] == {"train": 1437, "val": 360}
 
-    body = {"name": f"{student_arch} from a small cnn", "method": "kd", "teachers": [teacher["id"]], "student": {"arch": student_arch},
-            "dataset": dataset["id"], "hyperparams": {}, "training": {"epochs": epochs, "batch_size": 64, "lr": 0.05, "augment": "none", "seed": 0},
-            "export": ["safetensors", "torchscript", "onnx"]}
+    body = {
+        "name": f"{student_arch} from a small cnn",
+        "method": "kd",
+        "teachers": [teacher["id"]],
+        "student": {"arch": student_arch},
+        "dataset": dataset["id"],
+        "hyperparams": {},
+        "training": {"epochs": epochs, "batch_size": 64, "lr": 0.05, "augment": "none", "seed": 0},
+        "export": ["safetensors", "torchscript", "onnx"],
+    }
     created = client.post("/v1/jobs", json=body)
     assert created.status_code == 201, created.text
     job = wait_for_job(client, created.json()["id"], timeout=900)

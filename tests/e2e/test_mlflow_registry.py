@@ -35,9 +35,26 @@ def mlflow_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("mlflow")
     port = free_port()
     with open(root / "mlflow.log", "ab") as log:
-        process = subprocess.Popen([str(MLFLOW_BIN), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                                    "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts")],
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        process = subprocess.Popen(
+            [
+                str(MLFLOW_BIN),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                "--backend-store-uri",
+                f"sqlite:///{root / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(root / "artifacts"),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
     server = {"url": f"http://127.0.0.1:{port}", "process": process, "log": root / "mlflow.log"}
     yield server
     stop_mlflow(server)
@@ -69,8 +86,11 @@ def deployment(mlflow_server, trained_teacher, tmp_path_factory):
     svc = start_service("embedded", tmp_path_factory.mktemp("svc-mlflow"), MLFLOW_TRACKING_URI=mlflow_server["url"])
     client = svc.client()
     with open(trained_teacher["path"], "rb") as handle:
-        teacher = client.post("/v1/teachers", files={"file": ("t.safetensors", handle)},
-                              data={"format": "safetensors", "arch": "cifar_resnet8", "num_classes": "10", "input_size": "3,32,32"}).json()["id"]
+        teacher = client.post(
+            "/v1/teachers",
+            files={"file": ("t.safetensors", handle)},
+            data={"format": "safetensors", "arch": "cifar_resnet8", "num_classes": "10", "input_size": "3,32,32"},
+        ).json()["id"]
     archive = digits_zip(tmp_path_factory.mktemp("small") / "small.zip", size=16, per_class_limit=16)
     with open(archive, "rb") as handle:
         dataset = client.post("/v1/datasets", files={"file": ("small.zip", handle)}).json()["id"]
@@ -79,8 +99,16 @@ def deployment(mlflow_server, trained_teacher, tmp_path_factory):
 
 
 def _body(deployment: dict, export: list[str], **extra) -> dict:
-    return {"name": "digits kd", "method": "kd", "teachers": [deployment["teacher"]], "student": {"arch": "cifar_resnet8"}, "dataset": deployment["dataset"],
-            "training": {"epochs": 1, "batch_size": 32, "augment": "none", "input_size": [3, 16, 16]}, "export": export, **extra}
+    return {
+        "name": "digits kd",
+        "method": "kd",
+        "teachers": [deployment["teacher"]],
+        "student": {"arch": "cifar_resnet8"},
+        "dataset": deployment["dataset"],
+        "training": {"epochs": 1, "batch_size": 32, "augment": "none", "input_size": [3, 16, 16]},
+        "export": export,
+        **extra,
+    }
 
 
 def _registry_events(client: httpx.Client, job_id: str) -> list[dict]:
@@ -107,7 +135,9 @@ def test_registry_needs_a_configured_server(tmp_path, deployment):
 def test_finished_student_is_registered_with_run_metrics_and_identical_artifacts(deployment, mlflow_server):
     client = deployment["client"]
     mlflow = wait_for_mlflow(mlflow_server)
-    created = client.post("/v1/jobs", json=_body(deployment, ["safetensors", "torchscript", "onnx"], registry={"model_name": MODEL, "stage_tags": {"stage": "candidate"}}))
+    created = client.post(
+        "/v1/jobs", json=_body(deployment, ["safetensors", "torchscript", "onnx"], registry={"model_name": MODEL, "stage_tags": {"stage": "candidate"}})
+    )
     assert created.status_code == 201, created.text
     assert created.json()["spec"]["registry"] == {"model_name": MODEL, "stage_tags": {"stage": "candidate"}}
     job = wait_for_job(client, created.json()["id"], timeout=300)

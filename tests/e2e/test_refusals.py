@@ -89,8 +89,14 @@ def test_teacher_refusals_name_the_problem(service, tmp_path):
     assert not pathlib.Path("/tmp/distillery-pwned").exists()
     # an ONNX teacher whose output is not [N, num_classes]
     onnx_path = tmp_path / "five.onnx"
-    torch.onnx.export(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 5)), (torch.rand(1, 3, 32, 32),), str(onnx_path),
-                      input_names=["x"], dynamic_axes={"x": {0: "n"}}, dynamo=False)
+    torch.onnx.export(
+        torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 5)),
+        (torch.rand(1, 3, 32, 32),),
+        str(onnx_path),
+        input_names=["x"],
+        dynamic_axes={"x": {0: "n"}},
+        dynamo=False,
+    )
     refused = _upload_teacher(client, onnx_path.read_bytes(), format="onnx", arch="")
     _problem(refused, 422, "expected [2, 10]")
     assert client.get("/v1/teachers").json()["items"] == before
@@ -147,14 +153,23 @@ def test_tenants_are_isolated_with_404(service):
     _problem(other.get(f"/v1/teachers/{tid}"), 404, tid)
     _problem(other.delete(f"/v1/teachers/{tid}"), 404)
     assert all(t["id"] != tid for t in other.get("/v1/teachers").json()["items"])
-    job = client.post("/v1/jobs", json={"method": "kd", "teachers": [tid], "student": {"arch": "cifar_resnet8"}, "dataset": "builtin:digits",
-                                        "training": {"epochs": 1}}, headers={"Idempotency-Key": "iso-1"})
+    job = client.post(
+        "/v1/jobs",
+        json={"method": "kd", "teachers": [tid], "student": {"arch": "cifar_resnet8"}, "dataset": "builtin:digits", "training": {"epochs": 1}},
+        headers={"Idempotency-Key": "iso-1"},
+    )
     assert job.status_code == 201, job.text
     jid = job.json()["id"]
     _problem(other.get(f"/v1/jobs/{jid}"), 404)
     _problem(other.post(f"/v1/jobs/{jid}/cancel"), 404)
     _problem(other.get(f"/v1/jobs/{jid}/artifacts"), 404)
-    _problem(other.post("/v1/jobs", json={"method": "kd", "teachers": [tid], "student": {"arch": "cifar_resnet8"}, "dataset": "builtin:digits", "training": {"epochs": 1}}), 422, "does not exist")
+    _problem(
+        other.post(
+            "/v1/jobs", json={"method": "kd", "teachers": [tid], "student": {"arch": "cifar_resnet8"}, "dataset": "builtin:digits", "training": {"epochs": 1}}
+        ),
+        422,
+        "does not exist",
+    )
     # the teacher is in use: deleting it is a conflict until the job ends
     _problem(client.delete(f"/v1/teachers/{tid}"), 409, jid)
     cancelled = client.post(f"/v1/jobs/{jid}/cancel")

@@ -43,8 +43,16 @@ def test_uploads_checkpoints_and_artifacts_live_in_the_bucket(s3_deployment, tmp
         assert any(k.startswith(f"{PREFIX}/tenants/") and k.endswith(f"/teachers/{teacher.id}/model.safetensors") for k in uploads), uploads
         assert any(k.endswith(f"/datasets/{dataset.id}/archive") for k in uploads), uploads
 
-        job = client.submit_job({"method": "kd", "teachers": [teacher.id], "student": {"arch": "cifar_resnet8"}, "dataset": dataset.id,
-                                 "training": {"epochs": 2, "batch_size": 32, "augment": "none", "checkpoint_every_steps": 2}, "export": ["safetensors"]})
+        job = client.submit_job(
+            {
+                "method": "kd",
+                "teachers": [teacher.id],
+                "student": {"arch": "cifar_resnet8"},
+                "dataset": dataset.id,
+                "training": {"epochs": 2, "batch_size": 32, "augment": "none", "checkpoint_every_steps": 2},
+                "export": ["safetensors"],
+            }
+        )
         done = wait_for_job(client.http, job.id, timeout=300)
         assert done["status"] == "succeeded", (done["error"], svc.logs())
 

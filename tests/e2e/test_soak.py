@@ -45,8 +45,11 @@ def _teacher(client: httpx.Client) -> str:
     """An untrained cifar_resnet8 on 1×8×8 inputs: enough to distil from, fast to run."""
     torch.manual_seed(0)
     weights = save({k: v.contiguous() for k, v in create_model("cifar_resnet8", num_classes=10, in_chans=1).state_dict().items()})
-    response = client.post("/v1/teachers", files={"file": ("t.safetensors", io.BytesIO(weights))},
-                           data={"format": "safetensors", "arch": "cifar_resnet8", "num_classes": "10", "input_size": "1,8,8"})
+    response = client.post(
+        "/v1/teachers",
+        files={"file": ("t.safetensors", io.BytesIO(weights))},
+        data={"format": "safetensors", "arch": "cifar_resnet8", "num_classes": "10", "input_size": "1,8,8"},
+    )
     assert response.status_code == 201, response.text
     return response.json()["id"]
 
@@ -61,8 +64,9 @@ def _body(recipe: str, seed: int, teacher: str) -> dict:
 
 @pytest.fixture
 def soak_service(tmp_path):
-    service = start_service("postgres", tmp_path, workers=2, DISTILLERY_HEARTBEAT_INTERVAL_S="2", DISTILLERY_REAPER_INTERVAL_S="2",
-                            DISTILLERY_TENANT_MAX_ACTIVE_JOBS="100000")
+    service = start_service(
+        "postgres", tmp_path, workers=2, DISTILLERY_HEARTBEAT_INTERVAL_S="2", DISTILLERY_REAPER_INTERVAL_S="2", DISTILLERY_TENANT_MAX_ACTIVE_JOBS="100000"
+    )
     yield service
     stop_service(service)
 

@@ -20,8 +20,11 @@ GLOBAL_SECRET = "global-test-secret"
 def _upload(client, tmp_path) -> tuple[str, str]:
     teacher_file = save_teacher(tmp_path, "cifar_resnet8", 10, (3, 16, 16)).path
     with open(teacher_file, "rb") as handle:
-        teacher = client.post("/v1/teachers", files={"file": ("t.safetensors", handle)},
-                              data={"format": "safetensors", "arch": "cifar_resnet8", "num_classes": "10", "input_size": "3,16,16"}).json()["id"]
+        teacher = client.post(
+            "/v1/teachers",
+            files={"file": ("t.safetensors", handle)},
+            data={"format": "safetensors", "arch": "cifar_resnet8", "num_classes": "10", "input_size": "3,16,16"},
+        ).json()["id"]
     archive = tmp_path / "digits16.zip"
     if not archive.exists():
         digits_zip(archive, size=16, per_class_limit=16)
@@ -31,8 +34,15 @@ def _upload(client, tmp_path) -> tuple[str, str]:
 
 
 def _job(client, teacher: str, dataset: str, webhook_url: str, **training) -> str:
-    body = {"method": "kd", "teachers": [teacher], "student": {"arch": "cifar_resnet8"}, "dataset": dataset, "webhook_url": webhook_url,
-            "training": {"epochs": 1, "batch_size": 32, "augment": "none", **training}, "export": ["safetensors"]}
+    body = {
+        "method": "kd",
+        "teachers": [teacher],
+        "student": {"arch": "cifar_resnet8"},
+        "dataset": dataset,
+        "webhook_url": webhook_url,
+        "training": {"epochs": 1, "batch_size": 32, "augment": "none", **training},
+        "export": ["safetensors"],
+    }
     response = client.post("/v1/jobs", json=body)
     assert response.status_code == 201, response.text
     return response.json()["id"]
@@ -45,8 +55,15 @@ def _settled(client, job_id: str) -> list[dict] | None:
 
 def test_signed_deliveries_with_retries_for_every_ending(tmp_path):
     receiver = Receiver({"/flaky": [500]})
-    svc = start_service("postgres", tmp_path, workers=0, DISTILLERY_WEBHOOK_SECRET=GLOBAL_SECRET, DISTILLERY_WEBHOOK_BACKOFF_S="0.3",
-                        DISTILLERY_WEBHOOK_MAX_ATTEMPTS="3", DISTILLERY_LOG_FORMAT="json")
+    svc = start_service(
+        "postgres",
+        tmp_path,
+        workers=0,
+        DISTILLERY_WEBHOOK_SECRET=GLOBAL_SECRET,
+        DISTILLERY_WEBHOOK_BACKOFF_S="0.3",
+        DISTILLERY_WEBHOOK_MAX_ATTEMPTS="3",
+        DISTILLERY_LOG_FORMAT="json",
+    )
     try:
         acme, beta = svc.client(), svc.client(svc.cli("keys", "create", "--tenant", "beta"))
         beta_secret = beta.post("/v1/webhooks/secret").json()["secret"]
@@ -62,8 +79,10 @@ def test_signed_deliveries_with_retries_for_every_ending(tmp_path):
 
         for client, job_id, status in ((acme, succeeded, "succeeded"), (beta, failed, "failed")):
             assert wait_for_job(client, job_id, timeout=300)["status"] == status, svc.logs()
-        deliveries = {job_id: wait_until(lambda j=job_id, c=client: _settled(c, j), 60, 0.3, what=f"webhooks of {job_id}")
-                      for client, job_id in ((acme, cancelled), (acme, succeeded), (beta, failed))}
+        deliveries = {
+            job_id: wait_until(lambda j=job_id, c=client: _settled(c, j), 60, 0.3, what=f"webhooks of {job_id}")
+            for client, job_id in ((acme, cancelled), (acme, succeeded), (beta, failed))
+        }
         assert acme.get(f"/v1/jobs/{failed}/webhooks").status_code == 404
     finally:
         stop_service(svc)

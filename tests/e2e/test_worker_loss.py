@@ -14,8 +14,15 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres]
 
 @pytest.fixture
 def fast_reaping_service(tmp_path):
-    service = start_service("postgres", tmp_path, workers=1, DISTILLERY_HEARTBEAT_TIMEOUT_S="4", DISTILLERY_HEARTBEAT_INTERVAL_S="1",
-                            DISTILLERY_REAPER_INTERVAL_S="1", DISTILLERY_REQUEUE_AFTER_S="5")
+    service = start_service(
+        "postgres",
+        tmp_path,
+        workers=1,
+        DISTILLERY_HEARTBEAT_TIMEOUT_S="4",
+        DISTILLERY_HEARTBEAT_INTERVAL_S="1",
+        DISTILLERY_REAPER_INTERVAL_S="1",
+        DISTILLERY_REQUEUE_AFTER_S="5",
+    )
     yield service
     stop_service(service)
 
@@ -29,10 +36,19 @@ def test_sigkilled_worker_job_resumes_from_checkpoint_with_identical_result(fast
     service = fast_reaping_service
     client = service.client()
     with open(trained_teacher["path"], "rb") as handle:
-        teacher = client.post("/v1/teachers", files={"file": ("t.safetensors", handle)},
-                              data={"format": "safetensors", "arch": "cifar_resnet8", "num_classes": "10", "input_size": "3,32,32"}).json()
-    body = {"method": "kd", "teachers": [teacher["id"]], "student": {"arch": "cifar_resnet20"}, "dataset": "builtin:digits",
-            "training": {"epochs": 3, "batch_size": 64, "seed": 7, "input_size": [3, 32, 32], "checkpoint_every_steps": 8}, "export": ["safetensors"]}
+        teacher = client.post(
+            "/v1/teachers",
+            files={"file": ("t.safetensors", handle)},
+            data={"format": "safetensors", "arch": "cifar_resnet8", "num_classes": "10", "input_size": "3,32,32"},
+        ).json()
+    body = {
+        "method": "kd",
+        "teachers": [teacher["id"]],
+        "student": {"arch": "cifar_resnet20"},
+        "dataset": "builtin:digits",
+        "training": {"epochs": 3, "batch_size": 64, "seed": 7, "input_size": [3, 32, 32], "checkpoint_every_steps": 8},
+        "export": ["safetensors"],
+    }
     killed = client.post("/v1/jobs", json=body, headers={"Idempotency-Key": "killed"}).json()
 
     def past_first_checkpoint():

@@ -43,22 +43,39 @@ def test_a_plain_archive_extracts_inside_its_folder(tmp_path, archive):
     assert {str(p.relative_to(tmp_path / "out")): p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()} == GOOD
 
 
-@pytest.mark.parametrize(("archive", "reason"), [
-    (zip_entry("../../evil.png"), "'..'"),
-    (zip_entry("/etc/evil.png"), "absolute"),
-    (zip_entry("C:/evil.png"), "absolute"),
-    (zip_entry("train\\..\\..\\evil.png"), "'..'"),
-    (zip_entry("train/a/link.png", symlink_to="/etc/passwd"), "symbolic link"),
-    (_zip({"train/a/fifo.png": b""}, mode=0o010644), "not a regular file"),
-    (tar_gz([tar_member("../evil.png", content=b"x")]), "'..'"),
-    (tar_gz([tar_member("/etc/evil.png", content=b"x")]), "absolute"),
-    (tar_gz([tar_member("train/a/link.png", tarfile.SYMTYPE, "/etc/passwd")]), "link"),
-    (tar_gz([tar_member("train/a/hard.png", tarfile.LNKTYPE, "/etc/passwd")]), "link"),
-    (tar_gz([tar_member("train/a/dev.png", tarfile.CHRTYPE)]), "special file"),
-    (tar_gz([tar_member("train/a/fifo.png", tarfile.FIFOTYPE)]), "special file"),
-    (b"just some bytes", "neither"),
-], ids=["zip-dotdot", "zip-absolute", "zip-drive", "zip-backslash", "zip-symlink", "zip-fifo", "tar-dotdot", "tar-absolute", "tar-symlink",
-        "tar-hardlink", "tar-device", "tar-fifo", "not-an-archive"])
+@pytest.mark.parametrize(
+    ("archive", "reason"),
+    [
+        (zip_entry("../../evil.png"), "'..'"),
+        (zip_entry("/etc/evil.png"), "absolute"),
+        (zip_entry("C:/evil.png"), "absolute"),
+        (zip_entry("train\\..\\..\\evil.png"), "'..'"),
+        (zip_entry("train/a/link.png", symlink_to="/etc/passwd"), "symbolic link"),
+        (_zip({"train/a/fifo.png": b""}, mode=0o010644), "not a regular file"),
+        (tar_gz([tar_member("../evil.png", content=b"x")]), "'..'"),
+        (tar_gz([tar_member("/etc/evil.png", content=b"x")]), "absolute"),
+        (tar_gz([tar_member("train/a/link.png", tarfile.SYMTYPE, "/etc/passwd")]), "link"),
+        (tar_gz([tar_member("train/a/hard.png", tarfile.LNKTYPE, "/etc/passwd")]), "link"),
+        (tar_gz([tar_member("train/a/dev.png", tarfile.CHRTYPE)]), "special file"),
+        (tar_gz([tar_member("train/a/fifo.png", tarfile.FIFOTYPE)]), "special file"),
+        (b"just some bytes", "neither"),
+    ],
+    ids=[
+        "zip-dotdot",
+        "zip-absolute",
+        "zip-drive",
+        "zip-backslash",
+        "zip-symlink",
+        "zip-fifo",
+        "tar-dotdot",
+        "tar-absolute",
+        "tar-symlink",
+        "tar-hardlink",
+        "tar-device",
+        "tar-fifo",
+        "not-an-archive",
+    ],
+)
 def test_unsafe_members_refuse_the_whole_archive_before_writing(tmp_path, archive, reason):
     with pytest.raises(BadDataset, match=reason.replace("(", r"\(")):
         extract_archive(_write(tmp_path, archive), tmp_path / "out")

@@ -84,7 +84,9 @@ def test_a_refused_transition_discards_what_the_caller_staged(sessions):
     job_id = _job(sessions, "running", "w-new")
     with sessions() as session:
         tenant = session.get(JobRow, job_id).tenant_id
-        session.add(ArtifactRow(id=new_id("art"), job_id=job_id, tenant_id=tenant, kind="report", filename="r.html", size_bytes=1, sha256="0" * 64, storage_key="k"))
+        session.add(
+            ArtifactRow(id=new_id("art"), job_id=job_id, tenant_id=tenant, kind="report", filename="r.html", size_bytes=1, sha256="0" * 64, storage_key="k")
+        )
         session.flush()
         assert not transition(session, job_id, {"running"}, "succeeded", where={"worker": "w-old"})
     with sessions() as session:

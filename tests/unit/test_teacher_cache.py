@@ -150,8 +150,15 @@ class CancelAtStep(TrainCallbacks):
 
 def _kd_spec(teacher, work) -> JobSpec:
     training = {"epochs": 6, "batch_size": 128, "seed": 3, "input_size": list(INPUT), "augment": "flip_crop", "checkpoint_every_steps": 7}
-    return JobSpec(method="kd", teachers=[teacher], student={"arch": "cifar_resnet8"}, dataset={"builtin": "digits"},
-                   training=training, export=["safetensors"], work_dir=work)
+    return JobSpec(
+        method="kd",
+        teachers=[teacher],
+        student={"arch": "cifar_resnet8"},
+        dataset={"builtin": "digits"},
+        training=training,
+        export=["safetensors"],
+        work_dir=work,
+    )
 
 
 def test_resume_with_variants_is_exact_even_when_the_store_is_gone(tmp_path):
