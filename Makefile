@@ -4,13 +4,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-fast soak lint bench bench-accuracy clean
+.PHONY: install run test test-fast soak lint bench bench-accuracy bench-readme constraints clean
 
-$(STAMP): requirements/cpu.txt requirements/base.txt requirements/dev.txt pyproject.toml
+$(STAMP): requirements/constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements/cpu.txt -r requirements/base.txt -r requirements/dev.txt
-	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip install -q -c requirements/constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -29,13 +28,23 @@ soak: install
 	CI=true DISTILLERY_SOAK_JOBS=200 $(PY) -m pytest -q -s -p no:cacheprovider --timeout 3600 tests/e2e/test_soak.py
 
 lint: install
-	$(VENV)/bin/ruff check api worker kdcore tests
+	$(VENV)/bin/ruff check api worker kdcore core client bench tests migrations
+	$(VENV)/bin/ruff format --check api worker kdcore core client bench tests migrations
+	$(VENV)/bin/mypy
 
 bench: install
-	$(PY) -m kdcore.bench all
+	$(PY) -m bench all
 
 bench-accuracy: install
-	$(PY) -m kdcore.bench.accuracy --write-readme
+	$(PY) -m kdcore.bench.accuracy
+
+# copy what `make bench` / `make bench-accuracy` wrote under .bench/ into README.md
+bench-readme:
+	$(PY) -m bench.readme
+
+# re-pin what CI installs from the current .venv
+constraints: install
+	(echo '# What CI installs, pinned (pip freeze of a working .venv; `make constraints` rewrites it). torch/torchvision come from the machine'"'"'s local wheels.'; $(PY) -m pip freeze --exclude-editable | grep -v '^distillery') > requirements/constraints.txt
 
 clean:
 	rm -rf var .pytest_cache

@@ -21,9 +21,9 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from api.auth import KEY_CACHE, tenant_for_key
-from api.core.config import Settings, get_settings
-from api.db import get_sessionmaker
 from api.errors import ApiError
+from core.config import Settings, get_settings
+from core.db import get_sessionmaker
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -42,7 +42,7 @@ def _database_threads() -> anyio.CapacityLimiter:
 
     Few on purpose: Python threads share one interpreter lock, and sqlite3 and psycopg release and
     re-take it on every row and round trip, so eight threads fighting for it serve fewer requests,
-    with far longer tails, than one or two (measured in ``api.bench_service``). SQLite has a single
+    with far longer tails, than one or two (measured in ``bench.production``). SQLite has a single
     writer anyway; PostgreSQL calls wait on the network, so more of them overlap usefully.
     """
     loop = asyncio.get_running_loop()

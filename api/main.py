@@ -10,11 +10,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.access_log import log_access
 from api.errors import install_error_handlers
-from api.logging_config import configure_logging, log_access
 from api.metrics import install_metrics, record_request
 from api.response_observer import ResponseObserver
 from api.routes import artifact_links, artifacts, datasets, events, health, jobs, methods, teachers, webhooks
+from core.logging_config import configure_logging
 
 
 def _warm_builtin_datasets() -> None:

@@ -29,10 +29,10 @@ SAMPLES = Gauge(
 
 
 def _refresh_gauges() -> None:
-    from api.db import get_sessionmaker
-    from api.models import JobRow
-    from api.services.worker_activity import running_jobs
-    from worker.celery_app import queue_depth
+    from core.celery_app import queue_depth
+    from core.db import get_sessionmaker
+    from core.models import JobRow
+    from core.worker_activity import running_jobs
 
     with get_sessionmaker()() as session:
         counts = dict(session.execute(select(JobRow.status, func.count()).group_by(JobRow.status)).all())

@@ -42,4 +42,16 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "JobSpec",
+    "KdError",
+    "MetricPoint",
+    "Progress",
+    "TrainCallbacks",
+    "TrainResult",
+    "create_model",
+    "get_method",
+    "list_methods",
+    "list_models",
+    "train",
+]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from alembic import context
 
-from api.db import make_engine
-from api.core.config import get_settings
-from api.models import Base
+from core.db import make_engine
+from core.config import get_settings
+from core.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -48,14 +48,14 @@ class Service:
         return f"http://127.0.0.1:{self.port}"
 
     def cli(self, *args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "api.cli", *args], env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        done = subprocess.run([sys.executable, "-m", "client.cli", *args], env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             raise RuntimeError(f"distillery {' '.join(args)} failed: {done.stderr[-2000:]}")
         return done.stdout.strip()
 
     def _spawn(self, name: str, *args: str) -> subprocess.Popen:
         log = open(self.log_dir / f"{name}.log", "ab")
-        return subprocess.Popen([sys.executable, "-m", "api.cli", *args], env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen([sys.executable, "-m", "client.cli", *args], env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def start_api(self) -> None:
         self.api = self._spawn("api", "api")

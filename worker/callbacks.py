@@ -18,9 +18,9 @@ from typing import TypeVar
 from sqlalchemy import select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from api.db import session_scope
-from api.models import CheckpointRow, JobEvent, JobRow
-from api.storage import LocalStore, ObjectStore
+from core.db import session_scope
+from core.models import CheckpointRow, JobEvent, JobRow
+from core.storage import LocalStore, ObjectStore
 from kdcore.checkpoint import sha256_file
 from kdcore.events import MetricPoint, Progress, TrainCallbacks
 

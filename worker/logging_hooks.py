@@ -1,11 +1,11 @@
-"""Worker logging: Celery hands logging setup to :func:`api.logging_config.configure_logging`, and every
+"""Worker logging: Celery hands logging setup to :func:`core.logging_config.configure_logging`, and every
 record written while a job's task runs (runner, callbacks, kdcore) carries that job's ID."""
 
 from __future__ import annotations
 
 from celery.signals import setup_logging, task_postrun, task_prerun
 
-from api.logging_config import configure_logging, job_id_var
+from core.logging_config import configure_logging, job_id_var
 
 _tokens: dict[str, object] = {}
 

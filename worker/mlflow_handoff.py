@@ -28,9 +28,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from api.core.config import Settings
-from api.db import session_scope
-from api.models import JobEvent, JobRow, TeacherRow
+from core.config import Settings
+from core.db import session_scope
+from core.models import JobEvent, JobRow, TeacherRow
 from kdcore.export import ExportedFile
 from worker.mlflow_rest import MlflowClientEnv, MlflowError, MlflowRest, now_ms
 

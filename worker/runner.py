@@ -16,12 +16,12 @@ import traceback
 
 from sqlalchemy import select
 
-from api.core.config import get_settings
-from api.db import session_scope
-from api.ids import new_id
-from api.jobstate import heartbeat, transition
-from api.models import ArtifactRow, CheckpointRow, JobRow, utcnow
-from api.storage import LocalStore, get_store
+from core.config import get_settings
+from core.db import session_scope
+from core.ids import new_id
+from core.jobstate import heartbeat, transition
+from core.models import ArtifactRow, CheckpointRow, JobRow, utcnow
+from core.storage import LocalStore, get_store
 from kdcore.errors import Cancelled, KdError
 from worker.callbacks import DatabaseCallbacks, retry_db
 from worker.mlflow_handoff import hand_off_to_registry

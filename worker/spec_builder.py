@@ -1,4 +1,7 @@
-"""Turn a job row into a kdcore ``JobSpec`` whose paths are local files (fetched from storage)."""
+"""Turn a job row into a kdcore ``JobSpec`` whose paths are local files (fetched from storage).
+
+The row's spec is read back as the typed ``StoredJobSpec`` the API wrote, defaults already resolved.
+"""
 
 from __future__ import annotations
 
@@ -9,35 +12,35 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.core.config import Settings
-from api.models import ArtifactRow, DatasetRow, JobRow, TeacherRow
-from api.services.datasets import BUILTIN_PREFIX, extracted_cache, limits
-from api.storage import ObjectStore
-from kdcore.data.archive import extract_archive
+from core.config import Settings
+from core.job_spec import StoredJobSpec
+from core.models import ArtifactRow, DatasetRow, JobRow, TeacherRow
+from core.storage import ObjectStore
+from kdcore.data.archive import ArchiveLimits, extract_archive
 from kdcore.errors import BadDataset, BadSpec, BadTeacher
-from kdcore.spec import DatasetSource, JobSpec, StudentSpec, TeacherSource, TrainingConfig
+from kdcore.spec import DatasetSource, JobSpec, StudentSpec, TeacherSource
 
 
 def job_work_dir(settings: Settings, job_id: str) -> Path:
     return settings.work_dir / job_id
 
 
-def _dataset_source(session: Session, settings: Settings, store: ObjectStore, job: JobRow) -> DatasetSource | None:
-    dataset_id = job.spec.get("dataset")
+def _dataset_source(session: Session, settings: Settings, store: ObjectStore, job: JobRow, spec: StoredJobSpec) -> DatasetSource | None:
+    if spec.builtin_dataset is not None:
+        return DatasetSource(builtin=spec.builtin_dataset)
+    dataset_id = spec.uploaded_dataset
     if dataset_id is None:
         return None
-    if dataset_id.startswith(BUILTIN_PREFIX):
-        return DatasetSource(builtin=dataset_id.removeprefix(BUILTIN_PREFIX))
     row = session.scalar(select(DatasetRow).where(DatasetRow.id == dataset_id, DatasetRow.tenant_id == job.tenant_id))
     if row is None:
         raise BadDataset(f"dataset {dataset_id} was deleted after the job was submitted")
-    cache = extracted_cache(settings, row.sha256)
+    cache = settings.extracted_dataset_dir(row.sha256)
     if not cache.exists():
         cache.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=cache.parent, prefix=".extract-"))
         try:
             archive = store.fetch(row.storage_key, staging / "archive")
-            extract_archive(archive, staging / "tree", limits(settings))
+            extract_archive(archive, staging / "tree", ArchiveLimits(settings.archive_max_members, settings.archive_max_bytes, settings.archive_max_ratio))
             (staging / "tree").rename(cache)
         except FileExistsError:
             pass
@@ -60,8 +63,7 @@ def _teacher_source(store: ObjectStore, row: TeacherRow, dest: Path) -> TeacherS
     )
 
 
-def _student_init(session: Session, store: ObjectStore, job: JobRow, dest: Path) -> Path | None:
-    init = job.spec["student"].get("init")
+def _student_init(session: Session, store: ObjectStore, job: JobRow, init: str | None, dest: Path) -> Path | None:
     if init is None:
         return None
     model = TeacherRow if init.startswith("tch_") else ArtifactRow
@@ -72,23 +74,22 @@ def _student_init(session: Session, store: ObjectStore, job: JobRow, dest: Path)
 
 
 def build_job_spec(session: Session, settings: Settings, store: ObjectStore, job: JobRow) -> JobSpec:
+    spec = StoredJobSpec.model_validate(job.spec)
     work = job_work_dir(settings, job.id)
     inputs = work / "inputs"
     inputs.mkdir(parents=True, exist_ok=True)
-    rows = {r.id: r for r in session.scalars(select(TeacherRow).where(TeacherRow.id.in_(job.spec.get("teachers", [])), TeacherRow.tenant_id == job.tenant_id))}
-    missing = [t for t in job.spec.get("teachers", []) if t not in rows]
+    rows = {r.id: r for r in session.scalars(select(TeacherRow).where(TeacherRow.id.in_(spec.teachers), TeacherRow.tenant_id == job.tenant_id))}
+    missing = [t for t in spec.teachers if t not in rows]
     if missing:
         raise BadTeacher(f"teacher {missing[0]} was deleted after the job was submitted")
-    teachers = [_teacher_source(store, rows[t], inputs) for t in job.spec.get("teachers", [])]
-    student = job.spec["student"]
     return JobSpec(
         name=job.name,
         method=job.method,
-        teachers=teachers,
-        student=StudentSpec(arch=student["arch"], init=_student_init(session, store, job, inputs)),
-        dataset=_dataset_source(session, settings, store, job),
-        hyperparams=job.spec.get("hyperparams", {}),
-        training=TrainingConfig(**job.spec["training"]),
-        export=job.spec.get("export", ["safetensors", "torchscript", "onnx"]),
+        teachers=[_teacher_source(store, rows[t], inputs) for t in spec.teachers],
+        student=StudentSpec(arch=spec.student.arch, init=_student_init(session, store, job, spec.student.init, inputs)),
+        dataset=_dataset_source(session, settings, store, job, spec),
+        hyperparams=spec.hyperparams,
+        training=spec.training,
+        export=spec.export,
         work_dir=work,
     )

@@ -25,10 +25,10 @@ from pathlib import Path
 from celery.signals import worker_ready, worker_shutdown
 from sqlalchemy import select, update
 
-from api.core.config import get_settings
-from api.db import session_scope
-from api.jobstate import transition
-from api.models import JobRow, utcnow
+from core.config import get_settings
+from core.db import session_scope
+from core.jobstate import transition
+from core.models import JobRow, utcnow
 
 log = logging.getLogger("distillery.worker.sweep")
 _stop = threading.Event()
@@ -45,7 +45,7 @@ def _read_message(path: Path) -> bytes:
 
 def jobs_with_live_messages(handed_out_since: float) -> set[str] | None:
     """IDs of the jobs the broker holds a live message for; None when the broker cannot be read."""
-    from worker.celery_app import QUEUE, celery_app
+    from core.celery_app import QUEUE, celery_app
 
     settings = get_settings()
     try:
@@ -64,7 +64,7 @@ def jobs_with_live_messages(handed_out_since: float) -> set[str] | None:
 
 def reap_and_requeue() -> list[str]:
     """One pass; returns the IDs it re-sent."""
-    from worker.celery_app import celery_app
+    from core.celery_app import celery_app
 
     settings = get_settings()
     now = utcnow()

@@ -12,9 +12,9 @@ from celery.signals import worker_process_init
 import kdcore.train  # noqa: E402,F401
 import worker.logging_hooks  # noqa: F401  (JSON or text logs carrying job IDs)
 import worker.webhooks  # noqa: F401  (starts the webhook dispatcher in the worker's main process)
-from api.db import get_engine
+from core.celery_app import celery_app
+from core.db import get_engine
 from worker import sweep  # noqa: F401  (starts the reaper/sweeper in the worker's main process)
-from worker.celery_app import celery_app
 from worker.runner import JobRunner
 
 

@@ -20,13 +20,12 @@ import httpx
 from celery.signals import worker_ready, worker_shutdown
 from sqlalchemy import select, update
 
-from api.core.config import Settings, get_settings
-from api.db import session_scope
-from api.models import ArtifactRow, JobRow, WebhookDelivery, utcnow
-from api.services.events import iso_time
-from api.services.jobs import job_out
-from api.services.webhooks import signing_secret
-from api.webhook_signing import SIGNATURE_HEADER, sign
+from client.webhook_signing import SIGNATURE_HEADER, sign
+from core.config import Settings, get_settings
+from core.db import session_scope
+from core.job_view import iso_time, job_out
+from core.models import ArtifactRow, JobRow, WebhookDelivery, utcnow
+from core.webhooks import signing_secret
 
 log = logging.getLogger("distillery.worker.webhooks")
 _stop = threading.Event()

@@ -8,13 +8,13 @@ from fastapi import APIRouter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.core.config import Settings
 from api.deps import SettingsDep, TenantDep, in_session
 from api.errors import ApiError, not_found
-from api.models import ArtifactRow, utcnow
-from api.schemas.artifacts import ArtifactLinkOut
 from api.services.events import iso_time
-from api.storage import get_store
+from client.models import ArtifactLink as ArtifactLinkOut
+from core.config import Settings
+from core.models import ArtifactRow, utcnow
+from core.storage import get_store
 
 router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])
 

@@ -8,8 +8,8 @@ from sqlalchemy.orm import Session
 
 from api.deps import TenantDep, in_session
 from api.errors import not_found
-from api.models import ArtifactRow
-from api.storage import get_store
+from core.models import ArtifactRow
+from core.storage import get_store
 
 router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])
 MEDIA = {"report": "text/html; charset=utf-8", "student_onnx": "application/octet-stream"}

@@ -6,17 +6,17 @@ from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.core.config import Settings
 from api.deps import SettingsDep, TenantDep, in_session, in_session_long
 from api.errors import ApiError, not_found
-from api.jobstate import ACTIVE
-from api.models import DatasetRow, JobRow
 from api.schemas.common import Page, PageCursor
-from api.schemas.datasets import DatasetOut
 from api.services import datasets as service
 from api.services.listing import MAX_LIMIT, paginate
 from api.services.uploads import spooled_upload
-from api.storage import get_store
+from client.models import Dataset as DatasetOut
+from core.config import Settings
+from core.jobstate import ACTIVE
+from core.models import DatasetRow, JobRow
+from core.storage import get_store
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 

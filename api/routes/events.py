@@ -10,10 +10,11 @@ from sqlalchemy.orm import Session
 from api.deps import TenantDep, in_session
 from api.errors import ApiError
 from api.schemas.common import MAX_EVENT_SEQ
-from api.schemas.events import JobEventOut, JobEventPage
 from api.services.events import events_page
 from api.services.jobs import tenant_job
 from api.services.listing import MAX_LIMIT
+from client.models import JobEvent as JobEventOut
+from client.models import JobEventPage
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 

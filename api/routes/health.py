@@ -4,9 +4,9 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import text
 
-from api.db import get_engine
 from api.errors import problem
-from api.storage import get_store
+from core.db import get_engine
+from core.storage import get_store
 
 router = APIRouter(tags=["operations"])
 
@@ -25,7 +25,7 @@ def _checks() -> dict[str, str]:
     except Exception as exc:
         results["database"] = f"unreachable: {type(exc).__name__}"
     try:
-        from worker.celery_app import celery_app
+        from core.celery_app import celery_app
 
         with celery_app.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, timeout=2)

@@ -10,19 +10,23 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sse_starlette.sse import EventSourceResponse
 
-from api.core.config import Settings
 from api.deps import SettingsDep, TenantDep, in_session
 from api.errors import ApiError
-from api.jobstate import TERMINAL
-from api.models import ArtifactRow, JobEvent, JobRow
-from api.queue import enqueue_job
 from api.schemas.common import MAX_EVENT_SEQ, Page, PageCursor
-from api.schemas.jobs import ArtifactList, ArtifactOut, JobCreate, JobOut, MetricPointOut, MetricSeries
+from api.schemas.jobs import JobCreate
 from api.services import jobs as service
 from api.services.events import event_payload as _event_payload
 from api.services.events import iso_time as _iso
 from api.services.listing import MAX_LIMIT, paginate
 from api.services.webhooks import require_signing_secret
+from client.models import Artifact as ArtifactOut
+from client.models import ArtifactList, MetricSeries
+from client.models import Job as JobOut
+from client.models import MetricPoint as MetricPointOut
+from core.config import Settings
+from core.jobstate import TERMINAL
+from core.models import ArtifactRow, JobEvent, JobRow
+from core.queue import enqueue_job
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]

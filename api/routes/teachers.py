@@ -6,17 +6,17 @@ from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.core.config import Settings
 from api.deps import SettingsDep, TenantDep, in_session, in_session_long
 from api.errors import ApiError, not_found
-from api.jobstate import ACTIVE
-from api.models import JobRow, JobTeacher, TeacherRow
 from api.schemas.common import Page, PageCursor
-from api.schemas.teachers import TeacherOut
 from api.services import teachers as service
 from api.services.listing import MAX_LIMIT, paginate
 from api.services.uploads import spooled_upload
-from api.storage import get_store
+from client.models import Teacher as TeacherOut
+from core.config import Settings
+from core.jobstate import ACTIVE
+from core.models import JobRow, JobTeacher, TeacherRow
+from core.storage import get_store
 from kdcore.errors import BadTeacher
 
 router = APIRouter(prefix="/v1/teachers", tags=["teachers"])

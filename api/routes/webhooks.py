@@ -6,9 +6,11 @@ from fastapi import APIRouter
 from sqlalchemy.orm import Session
 
 from api.deps import TenantDep, in_session
-from api.schemas.webhooks import WebhookDeliveryList, WebhookDeliveryOut, WebhookSecretOut
 from api.services import webhooks as service
 from api.services.jobs import tenant_job
+from client.models import WebhookDelivery as WebhookDeliveryOut
+from client.models import WebhookDeliveryList
+from client.models import WebhookSecret as WebhookSecretOut
 
 router = APIRouter(tags=["webhooks"])
 

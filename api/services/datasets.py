@@ -10,19 +10,19 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.core.config import Settings
 from api.errors import ApiError
-from api.ids import new_id
-from api.models import DatasetRow
-from api.schemas.datasets import DatasetOut
 from api.services.uploads import ensure_storage_quota
-from api.storage import get_store, record_or_discard
+from client.models import Dataset as DatasetOut
+from core.config import Settings
+from core.ids import new_id
+from core.job_spec import BUILTIN_PREFIX
+from core.models import DatasetRow
+from core.storage import get_store, record_or_discard
 from kdcore.data import imagefolder
 from kdcore.data.archive import ArchiveLimits, extract_archive
 from kdcore.data.builtin import BUILTIN_DATASETS, builtin_info
 from kdcore.errors import BadDataset
 
-BUILTIN_PREFIX = "builtin:"
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -45,21 +45,13 @@ def builtin_datasets() -> list[DatasetOut]:
     return out
 
 
-def limits(settings: Settings) -> ArchiveLimits:
-    return ArchiveLimits(settings.archive_max_members, settings.archive_max_bytes, settings.archive_max_ratio)
-
-
-def extracted_cache(settings: Settings, digest: str) -> Path:
-    return settings.resolved_data_dir / "cache" / "datasets" / digest
-
-
 def create_dataset(session: Session, settings: Settings, tenant: str, path: Path, size: int, digest: str, name: str | None) -> DatasetRow:
     ensure_storage_quota(session, settings, tenant, size)
     scratch = settings.resolved_data_dir / "tmp"
     scratch.mkdir(parents=True, exist_ok=True)
     extracted = Path(tempfile.mkdtemp(dir=scratch, prefix="ds-"))
     try:
-        extract_archive(path, extracted, limits(settings))
+        extract_archive(path, extracted, ArchiveLimits(settings.archive_max_members, settings.archive_max_bytes, settings.archive_max_ratio))
         info = imagefolder.verify(extracted)
     except BadDataset as exc:
         shutil.rmtree(extracted, ignore_errors=True)
@@ -68,7 +60,7 @@ def create_dataset(session: Session, settings: Settings, tenant: str, path: Path
     key = f"tenants/{tenant}/datasets/{dataset_id}/archive"
     store = get_store()
     store.put_file(key, path)
-    cache = extracted_cache(settings, digest)
+    cache = settings.extracted_dataset_dir(digest)
     if not cache.exists():
         cache.parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.models import JobEvent
-
-
-def iso_time(value: datetime) -> str:
-    text = value.isoformat()
-    return text if value.tzinfo else text + "Z"
+from core.job_view import iso_time
+from core.models import JobEvent
 
 
 def event_payload(event: JobEvent) -> dict[str, Any]:

@@ -11,13 +11,14 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api.core.config import Settings
 from api.errors import ApiError, not_found
-from api.ids import new_id
-from api.jobstate import ACTIVE, transition
-from api.models import ArtifactRow, JobEvent, JobRow, JobTeacher, TeacherRow, utcnow
-from api.schemas.jobs import JobCreate, JobError, JobOut, JobProgress
-from api.services.datasets import BUILTIN_PREFIX, get_dataset
+from api.schemas.jobs import JobCreate
+from api.services.datasets import get_dataset
+from core.config import Settings
+from core.ids import new_id
+from core.job_spec import BUILTIN_PREFIX, StoredJobSpec
+from core.jobstate import ACTIVE, transition
+from core.models import ArtifactRow, JobEvent, JobRow, JobTeacher, TeacherRow, utcnow
 from kdcore.data.builtin import BUILTIN_DATASETS, builtin_info
 from kdcore.methods import get_method
 from kdcore.models.features import arch_supports_features
@@ -28,7 +29,7 @@ def _hyperparam_errors(exc: ValidationError) -> list[dict[str, Any]]:
     return [{"loc": ["hyperparams", *[str(p) for p in e["loc"]]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
 
 
-def validate(session: Session, tenant: str, body: JobCreate) -> tuple[dict[str, Any], list[TeacherRow]]:
+def validate(session: Session, tenant: str, body: JobCreate) -> tuple[StoredJobSpec, list[TeacherRow]]:
     """Resolve and check the request; return the stored spec (defaults filled in) and its teachers."""
     try:
         method = get_method(body.method)
@@ -64,7 +65,7 @@ def validate(session: Session, tenant: str, body: JobCreate) -> tuple[dict[str, 
             422,
             f"method {method.name!r} reads the student's stage features, but {body.student.arch!r} exposes none; pick a timm, torchvision ResNet or kdcore architecture",
         )
-    num_classes = _dataset_classes(session, tenant, body.dataset)
+    num_classes = _dataset_classes(session, tenant, body)
     if body.dataset is None and method.needs_dataset:
         raise ApiError(422, f"method {method.name!r} needs a dataset; give 'dataset' (an uploaded ds_… ID or builtin:digits)")
     for row in teachers:
@@ -74,19 +75,19 @@ def validate(session: Session, tenant: str, body: JobCreate) -> tuple[dict[str, 
         raise ApiError(422, "the teachers disagree on the number of classes; all must produce the same logits")
     if body.student.init is not None:
         _check_init(session, tenant, body.student.init)
-    training = body.training.model_dump(mode="json")
-    if training["input_size"] is None and teachers:
-        training["input_size"] = list(teachers[0].input_size)
-    spec = body.model_dump(mode="json")
-    spec.update(hyperparams=hparams.model_dump(mode="json"), training=training)
-    return spec, teachers
+    training = body.training
+    if training.input_size is None and teachers:
+        training = training.model_copy(update={"input_size": tuple(teachers[0].input_size)})
+    stored = StoredJobSpec.model_validate({**body.model_dump(), "hyperparams": hparams.model_dump(mode="json"), "training": training})
+    return stored, teachers
 
 
-def _dataset_classes(session: Session, tenant: str, dataset: str | None) -> int | None:
+def _dataset_classes(session: Session, tenant: str, body: JobCreate) -> int | None:
+    dataset = body.dataset
     if dataset is None:
         return None
-    if dataset.startswith(BUILTIN_PREFIX):
-        name = dataset.removeprefix(BUILTIN_PREFIX)
+    name = body.builtin_dataset
+    if name is not None:
         if name not in BUILTIN_DATASETS:
             raise ApiError(422, f"unknown built-in dataset {dataset!r}; known: {', '.join(BUILTIN_PREFIX + n for n in sorted(BUILTIN_DATASETS))}")
         return len(builtin_info(name)["classes"])
@@ -130,7 +131,7 @@ def create_job(session: Session, settings: Settings, tenant: str, body: JobCreat
         name=body.name,
         method=body.method,
         status="queued",
-        spec=spec,
+        spec=spec.model_dump(mode="json"),
         progress={},
         metrics={},
         max_attempts=settings.max_attempts,
@@ -181,22 +182,3 @@ def cancel_job(session: Session, job: JobRow) -> JobRow:
         session.commit()
     session.refresh(job)
     return job
-
-
-def job_out(job: JobRow) -> JobOut:
-    error = JobError(code=job.error_code, message=job.error_message or "") if job.error_code else None
-    return JobOut(
-        id=job.id,
-        name=job.name,
-        method=job.method,
-        status=job.status,
-        spec=job.spec,
-        progress=JobProgress(**(job.progress or {})),
-        metrics=job.metrics or {},
-        error=error,
-        attempts=job.attempts,
-        cancel_requested=job.cancel_requested,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-    )

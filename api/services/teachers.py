@@ -21,12 +21,12 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.core.config import Settings, get_settings
 from api.errors import ApiError
-from api.ids import new_id
-from api.models import TeacherRow
 from api.services.uploads import ensure_storage_quota
-from api.storage import get_store, record_or_discard
+from core.config import Settings, get_settings
+from core.ids import new_id
+from core.models import TeacherRow
+from core.storage import get_store, record_or_discard
 from kdcore.errors import BadTeacher
 from kdcore.spec import CODE_TEACHER_FORMATS, TeacherSource
 

@@ -12,10 +12,10 @@ from fastapi import UploadFile
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.core.config import Settings
 from api.errors import ApiError
-from api.models import ArtifactRow, DatasetRow, TeacherRow
-from api.storage import UploadTooLarge, copy_hashed
+from core.config import Settings
+from core.models import ArtifactRow, DatasetRow, TeacherRow
+from core.storage import UploadTooLarge, copy_hashed
 
 QUOTA_RETRY_AFTER_S = 3600
 

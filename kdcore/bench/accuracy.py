@@ -3,8 +3,8 @@
 One teacher (``cifar_resnet20``) is trained first; then ``supervised`` and each method train the
 same student (``cifar_resnet8``) for the same epochs, batch size, learning rate and seeds, and the
 table reports mean ± spread (sample std) of validation top-1 over the seeds. Data-free methods see
-no training image: the validation split is used only to measure them. ``--write-readme`` replaces
-the block between the README's ``bench-accuracy`` markers with the table.
+no training image: the validation split is used only to measure them. The table is written to
+``.bench/accuracy.md``; ``python -m bench.readme`` copies it into README.md.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from kdcore.train import train
 
 INPUT_SIZE = [3, 32, 32]
 TEACHER_ARCH, STUDENT_ARCH = "cifar_resnet20", "cifar_resnet8"
-README_START, README_END = "<!-- bench-accuracy:start -->", "<!-- bench-accuracy:end -->"
+ACCURACY_FILE = Path(".bench") / "accuracy.md"
 # Data-free budgets: synthetic steps per epoch and, for DeepInversion, a CPU-sized inversion
 # (the paper optimises 2,000 iterations per batch; the table states what was used).
 DATA_FREE_STEPS = 50
@@ -109,13 +109,6 @@ def _table(rows, teacher_top1: float, epochs: int, seeds: list[int], df_seeds: l
     return "\n".join(lines)
 
 
-def write_readme(table: str, readme: Path) -> None:
-    text = readme.read_text()
-    block = f"{README_START}\n{table}\n{README_END}"
-    pattern = re.compile(re.escape(README_START) + ".*?" + re.escape(README_END), re.S)
-    readme.write_text(pattern.sub(lambda _: block, text) if pattern.search(text) else text + "\n" + block + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kdcore.bench.accuracy")
     parser.add_argument("--epochs", type=int, default=20)
@@ -123,12 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-free-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--data-free-epochs", type=int, default=4)
     parser.add_argument("--only", nargs="*")
-    parser.add_argument("--write-readme", action="store_true")
+    parser.add_argument("--output", type=Path, default=ACCURACY_FILE, help="where the markdown table goes (python -m bench.readme copies it into README.md)")
     args = parser.parse_args(argv)
     table = run(args.epochs, args.seeds, args.data_free_seeds, args.data_free_epochs, args.only)
     print(table)
-    if args.write_readme:
-        write_readme(table, Path(__file__).resolve().parents[2] / "README.md")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(table + "\n")
+    print(f"written to {args.output}", file=sys.stderr)
     return 0
 
 

@@ -100,6 +100,6 @@ def measure(work: Path, pairs: tuple[Pair, ...] = PAIRS, epochs: int = 3, device
 def run(work: Path) -> Section:
     if not torch.cuda.is_available():
         section = Section("`kd` on CUDA: mixed precision + channels_last vs fp32", ["Result"])
-        section.rows.append(["not run: this machine has no CUDA device (run `python -m kdcore.bench cuda` on one)"])
+        section.rows.append(["not run: this machine has no CUDA device (run `python -m bench cuda` on one)"])
         return section
     return measure(work)

@@ -15,7 +15,7 @@ from factories import save_teacher
 from service import ROOT, wait_until
 from webhook_receiver import Receiver, signature_ok
 
-from api.client import DistilleryClient
+from client.client import DistilleryClient
 from e2e.conftest import start_service, stop_service
 
 pytestmark = pytest.mark.e2e
@@ -74,7 +74,7 @@ def _spec(teacher: str, dataset: str, epochs: int) -> dict:
 def distillery(svc, cwd, *args: str, key: str | None = None, **popen) -> subprocess.CompletedProcess:
     env = {**svc.env, "DISTILLERY_URL": svc.url, "DISTILLERY_API_KEY": svc.key if key is None else key}
     return subprocess.run(
-        [sys.executable, "-m", "api.cli", *args], cwd=cwd, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300, **popen
+        [sys.executable, "-m", "client.cli", *args], cwd=cwd, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300, **popen
     )
 
 
@@ -151,7 +151,7 @@ def test_cancel_ends_a_watched_job_with_a_failing_exit_code_and_a_signed_webhook
         spec = json.loads((workdir / "long.json").read_text())
         job_id = client.submit_job({**spec, "webhook_url": receiver.url + "/hook"}).id
         watcher = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "events", job_id],
+            [sys.executable, "-m", "client.cli", "events", job_id],
             cwd=workdir,
             text=True,
             stdout=subprocess.PIPE,
@@ -194,7 +194,7 @@ def test_refusals_reach_the_user_as_sentences_and_exit_codes(deployment, workdir
     )
     assert bad_spec.returncode == 1 and "the job names 0" in bad_spec.stderr
     unreachable = subprocess.run(
-        [sys.executable, "-m", "api.cli", "list"],
+        [sys.executable, "-m", "client.cli", "list"],
         cwd=workdir,
         capture_output=True,
         text=True,

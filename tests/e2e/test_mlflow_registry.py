@@ -17,7 +17,7 @@ import pytest
 from datasets import digits_zip
 from service import free_port, wait_for_job, wait_until
 
-from api.client import DistilleryClient
+from client.client import DistilleryClient
 from e2e.conftest import start_service, stop_service
 from worker.mlflow_handoff import mlflow_key
 

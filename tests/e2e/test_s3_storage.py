@@ -12,7 +12,7 @@ from factories import save_teacher
 from s3server import bucket_keys, s3_server
 from service import Service, wait_for_job
 
-from api.client import DistilleryClient
+from client.client import DistilleryClient
 from e2e.conftest import start_service, stop_service
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]

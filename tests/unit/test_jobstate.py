@@ -10,10 +10,10 @@ from backends import postgres_database
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import make_engine
-from api.ids import new_id
-from api.jobstate import heartbeat, transition
-from api.models import ArtifactRow, Base, JobEvent, JobRow, Tenant
+from core.db import make_engine
+from core.ids import new_id
+from core.jobstate import heartbeat, transition
+from core.models import ArtifactRow, Base, JobEvent, JobRow, Tenant
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from api.auth import KeyCache, hash_key
+from api.auth import KeyCache
+from core.api_keys import hash_key
 
 
 def test_entry_expires_after_its_ttl():

@@ -6,7 +6,7 @@ import io
 import json
 import logging
 
-from api.logging_config import JobIdFilter, JsonFormatter, TextFormatter, job_id_var
+from core.logging_config import JobIdFilter, JsonFormatter, TextFormatter, job_id_var
 
 
 def _logger(formatter: logging.Formatter) -> tuple[logging.Logger, io.StringIO]:

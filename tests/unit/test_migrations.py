@@ -13,8 +13,8 @@ from alembic.migration import MigrationContext
 from backends import postgres_database
 from sqlalchemy import inspect
 
-from api.db import make_engine
-from api.models import Base
+from core.db import make_engine
+from core.models import Base
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,8 +12,8 @@ from alembic.config import Config
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.jobstate import ACTIVE
-from api.models import ArtifactRow, DatasetRow, JobRow, TeacherRow
+from core.jobstate import ACTIVE
+from core.models import ArtifactRow, DatasetRow, JobRow, TeacherRow
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,7 +24,7 @@ def _plan(session: Session, statement) -> str:
 
 
 def test_hot_queries_use_ordered_indexes(tmp_path):
-    from api.db import make_engine
+    from core.db import make_engine
 
     url = f"sqlite:///{tmp_path / 'plans.db'}"
     config = Config(str(ROOT / "alembic.ini"))

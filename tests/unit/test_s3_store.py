@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 from s3server import bucket_keys, s3_server
 
-from api.storage_s3 import S3Store
+from core.storage_s3 import S3Store
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_check_fails_for_a_missing_bucket_and_keys_cannot_escape(s3_env):
 
 
 def test_presigned_urls_are_signed_for_the_public_endpoint_when_it_differs(s3_env, tmp_path, monkeypatch):
-    from api.core.config import get_settings
+    from core.config import get_settings
 
     public = s3_env["AWS_ENDPOINT_URL"].replace("127.0.0.1", "localhost")
     monkeypatch.setenv("DISTILLERY_S3_PUBLIC_ENDPOINT_URL", public)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from api.webhook_signing import sign, verify
+from client.webhook_signing import sign, verify
 
 BODY = b'{"type":"job.succeeded","data":{"job":{"id":"job_1"}}}'
 

@@ -1,36 +1,40 @@
-"""The ``distillery`` command: run the service (``up``, ``api``, ``worker``), ``migrate``, ``keys create``."""
+"""Operator commands of ``distillery``: run the service (``up``, ``api``, ``worker``), ``migrate``, ``keys``.
+
+They are registered into the user CLI (``client.cli``) through the ``distillery.commands`` entry
+point, so a client-only install has just the user commands and a service install has both.
+The API and the worker are started as their own processes by module name: this module imports
+neither of them.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from api.cli_client import add_client_commands, run_client_command
-
-ROOT = Path(__file__).resolve().parent.parent
+import migrations
 
 
 def migrate() -> None:
+    """Bring the database to the newest schema; the scripts ship inside the package (``migrations``)."""
     from alembic import command
     from alembic.config import Config
 
-    from api.core.config import get_settings
+    from core.config import get_settings
 
     settings = get_settings()
     settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
     config.attributes["url"] = settings.resolved_database_url
     command.upgrade(config, "head")
 
 
 def api_command() -> list[str]:
-    from api.core.config import get_settings
+    from core.config import get_settings
 
     settings = get_settings()
     return [
@@ -49,7 +53,7 @@ def api_command() -> list[str]:
 
 
 def worker_command(concurrency: int | None = None) -> list[str]:
-    from api.core.config import get_settings
+    from core.config import get_settings
 
     count = concurrency or get_settings().worker_concurrency
     return [
@@ -77,7 +81,7 @@ def worker_command(concurrency: int | None = None) -> list[str]:
 
 def _run_together(commands: list[list[str]]) -> int:
     """Start the processes, stop all of them when one ends or on Ctrl-C/SIGTERM."""
-    processes = [subprocess.Popen(cmd, cwd=ROOT) for cmd in commands]
+    processes = [subprocess.Popen(cmd) for cmd in commands]
 
     def stop(*_: object) -> None:
         for process in processes:
@@ -99,45 +103,46 @@ def _run_together(commands: list[list[str]]) -> int:
     return max((p.returncode or 0) for p in processes)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="distillery", description="Distillery: distillation as a service")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("up", help="migrate, then run the API and one worker together")
-    commands.add_parser("api", help="run the HTTP API")
+def add_operator_commands(commands: argparse._SubParsersAction) -> None:
+    commands.add_parser("up", help="migrate, then run the API and one worker together").set_defaults(operator_command=_up)
+    commands.add_parser("api", help="run the HTTP API").set_defaults(operator_command=_api)
     worker = commands.add_parser("worker", help="run a worker")
     worker.add_argument("--concurrency", type=int)
-    commands.add_parser("migrate", help="apply database migrations")
+    worker.set_defaults(operator_command=_worker)
+    commands.add_parser("migrate", help="apply database migrations").set_defaults(operator_command=_migrate)
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     create = key_commands.add_parser("create", help="create a key for a tenant (printed once)")
     create.add_argument("--tenant", required=True)
-    add_client_commands(commands)
-    args = parser.parse_args(argv)
-    if getattr(args, "client_command", None):
-        return run_client_command(args)
+    create.set_defaults(operator_command=_keys_create)
 
-    os.chdir(ROOT) if not os.environ.get("DISTILLERY_DATA_DIR") else None
-    if args.command == "migrate":
-        migrate()
-        print("database is at the latest schema", file=sys.stderr)
-        return 0
-    if args.command == "keys":
-        from api.auth import create_key
-        from api.db import session_scope
 
-        migrate()
-        with session_scope() as session:
-            key = create_key(session, args.tenant)
-        print(key)
-        return 0
-    if args.command == "up":
-        migrate()
-        return _run_together([api_command(), worker_command()])
-    if args.command == "api":
-        return subprocess.call(api_command(), cwd=ROOT)
+def _up(args: argparse.Namespace) -> int:
     migrate()
-    return subprocess.call(worker_command(args.concurrency), cwd=ROOT)
+    return _run_together([api_command(), worker_command()])
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _api(args: argparse.Namespace) -> int:
+    return subprocess.call(api_command())
+
+
+def _worker(args: argparse.Namespace) -> int:
+    migrate()
+    return subprocess.call(worker_command(args.concurrency))
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    migrate()
+    print("database is at the latest schema", file=sys.stderr)
+    return 0
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    from core.api_keys import create_key
+    from core.db import session_scope
+
+    migrate()
+    with session_scope() as session:
+        key = create_key(session, args.tenant)
+    print(key)
+    return 0

@@ -1,4 +1,7 @@
-"""``python -m kdcore.bench all|train|meal|api|cuda``: run benchmarks, print one markdown report, write ``.bench/results.md``."""
+"""``python -m bench all|train|meal|api|cuda``: run benchmarks, print one markdown report, write ``.bench/results.md``.
+
+Measuring only: ``python -m bench.readme`` copies the written reports into README.md.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from kdcore.bench import cuda, meal, service, train_loop
+from bench import service
+from kdcore.bench import cuda, meal, train_loop
 from kdcore.bench.results import RESULTS_FILE, Section, machine, report, write_report
 
 # One thread by default: on a shared or small machine, several threads per process oversubscribe the
@@ -26,7 +30,7 @@ BENCHES = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kdcore.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("which", nargs="*", default=["all"], choices=["all", *BENCHES], help="benchmarks to run (default: all)")
     parser.add_argument("--output", type=Path, default=None, help=f"where to write the markdown (default {RESULTS_FILE})")
     parser.add_argument(

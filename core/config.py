@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     def broker_folder(self) -> Path:
         return self.resolved_data_dir / "broker"
 
+    def extracted_dataset_dir(self, digest: str) -> Path:
+        """Where an uploaded archive is kept extracted, by content hash, for every job that trains on it."""
+        return self.resolved_data_dir / "cache" / "datasets" / digest
+
     @property
     def work_dir(self) -> Path:
         """Local scratch for running jobs: checkpoints, extracted datasets, exports before upload."""

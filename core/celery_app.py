@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from api.core.config import get_settings
+from core.config import get_settings
 
 QUEUE = "distillery"
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.models import JobEvent, JobRow, utcnow
+from core.models import JobEvent, JobRow, utcnow
 
 RATE_WINDOW = timedelta(minutes=2)
 

@@ -1,16 +1,16 @@
-"""``python -m api.bench_service``: the real service under concurrent load from a second process.
+"""``python -m bench.production``: the real service under concurrent load from a second process.
 
 Starts the service the way ``distillery`` runs it (embedded default: SQLite, local objects,
 filesystem broker) in a temporary data folder, as processes, and measures:
 
 * p50/p99 latency and requests/s of ``GET /v1/jobs/{id}``, ``GET /v1/jobs`` and ``POST /v1/jobs`` at
   concurrency 8 and 64, next to ``GET /healthz`` (no database, no auth) as the floor. The load comes
-  from a second process running ``kdcore/bench/http_load.py`` as a script (loopback, bounded in
+  from a second process running ``bench/http_load.py`` as a script (loopback, bounded in
   requests and seconds). No worker runs then, so the jobs it submits stay queued.
 * submit-to-running latency with an idle worker, and the worker's memory (``/proc``) during jobs.
 
 Prints progress on stderr and, as its last stdout line, the result tables as JSON for
-``python -m kdcore.bench``.
+``python -m bench``.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from pathlib import Path
 
 import httpx
 
-from kdcore.bench import http_load
-from kdcore.bench.memory import TreeMemorySampler, tree_pss_kib
+from bench.memory import TreeMemorySampler, tree_pss_kib
+from bench import http_load
 
 ROOT = Path(__file__).resolve().parent.parent
 CONCURRENCY = (8, 64)
@@ -61,16 +61,16 @@ class Deployment:
             DISTILLERY_DATA_DIR=str(folder / "var"), DISTILLERY_PORT=str(self.port), DISTILLERY_TENANT_MAX_ACTIVE_JOBS="1000000", **(backends or {})
         )
         if backends:
-            subprocess.run([sys.executable, "-m", "api.cli", "migrate"], env=self.env, cwd=ROOT, check=True, capture_output=True)
+            subprocess.run([sys.executable, "-m", "client.cli", "migrate"], env=self.env, cwd=ROOT, check=True, capture_output=True)
         self.processes: list[subprocess.Popen] = []
         self.key = subprocess.run(
-            [sys.executable, "-m", "api.cli", "keys", "create", "--tenant", "bench"], env=self.env, cwd=ROOT, check=True, capture_output=True, text=True
+            [sys.executable, "-m", "client.cli", "keys", "create", "--tenant", "bench"], env=self.env, cwd=ROOT, check=True, capture_output=True, text=True
         ).stdout.strip()
 
     def start(self, command: str) -> subprocess.Popen:
         log = open(self.folder / f"{command}.log", "ab")  # noqa: SIM115  (the process writes to it until stop)
         process = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", command], env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            [sys.executable, "-m", "client.cli", command], env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         self.processes.append(process)
         return process
@@ -302,7 +302,7 @@ def worker_section(folder: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m api.bench_service", description="benchmark the service; prints the result tables as JSON")
+    parser = argparse.ArgumentParser(prog="python -m bench.production", description="benchmark the service; prints the result tables as JSON")
     parser.add_argument("which", nargs="?", default="all", choices=["all", "latency", "worker"])
     parser.add_argument("--work", type=Path, default=Path("var/bench-service"), help="data folders of the deployments it starts")
     args = parser.parse_args(argv)

@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from api.models import JobEvent, JobRow, utcnow
-from api.services.webhooks import queue_webhook
+from core.models import JobEvent, JobRow, utcnow
+from core.webhooks import queue_webhook
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 ACTIVE = frozenset({"queued", "running"})

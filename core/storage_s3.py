@@ -20,7 +20,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from api.storage import CHUNK, ObjectStore, StoredObject
+from core.storage import CHUNK, ObjectStore, StoredObject
 
 MULTIPART = TransferConfig(multipart_threshold=8 * 1024**2, multipart_chunksize=16 * 1024**2, max_concurrency=4)
 
@@ -47,7 +47,7 @@ class S3Store(ObjectStore):
     def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None) -> None:
         if not bucket:
             raise ValueError("DISTILLERY_STORAGE_URL must name a bucket: s3://bucket/prefix")
-        from api.core.config import get_settings
+        from core.config import get_settings
 
         settings = get_settings()
         self.bucket = bucket

@@ -119,7 +119,7 @@ def store_from_url(url: str) -> ObjectStore:
     if parsed.scheme == "file":
         return LocalStore(Path(parsed.path))
     if parsed.scheme == "s3":
-        from api.storage_s3 import S3Store
+        from core.storage_s3 import S3Store
 
         return S3Store(parsed.netloc, parsed.path.lstrip("/"))
     raise ValueError(f"unsupported DISTILLERY_STORAGE_URL scheme {parsed.scheme!r}: use file:// or s3://")
@@ -131,7 +131,7 @@ _STORE: ObjectStore | None = None
 def get_store() -> ObjectStore:
     global _STORE
     if _STORE is None:
-        from api.core.config import get_settings
+        from core.config import get_settings
 
         _STORE = store_from_url(get_settings().resolved_storage_url)
     return _STORE

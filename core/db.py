@@ -9,7 +9,7 @@ from functools import lru_cache
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.core.config import get_settings
+from core.config import get_settings
 
 
 def make_engine(url: str) -> Engine:

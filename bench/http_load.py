@@ -1,4 +1,4 @@
-"""A small HTTP/1.1 load generator for loopback benchmarks: ``python kdcore/bench/http_load.py``.
+"""A small HTTP/1.1 load generator for loopback benchmarks: ``python bench/http_load.py``.
 
 Runs as its own process, so the server under test and the load do not share an interpreter; it
 imports nothing from kdcore, so running the file as a script starts in milliseconds.

@@ -1,4 +1,4 @@
-"""``api``: the service benchmark runs as its own process (``python -m api.bench_service``).
+"""``api``: the service benchmark runs as its own process (``python -m bench.production``).
 
 kdcore never imports the service; this only starts that module and reads the sections it prints
 as JSON on its last line of output.
@@ -18,7 +18,7 @@ SERVICE_BENCH_TIMEOUT_S = 720
 
 def run(work: Path) -> list[Section]:
     done = subprocess.run(
-        [sys.executable, "-m", "api.bench_service", "--work", str(work / "service")],
+        [sys.executable, "-m", "bench.production", "--work", str(work / "service")],
         stdout=subprocess.PIPE,
         text=True,
         timeout=SERVICE_BENCH_TIMEOUT_S,

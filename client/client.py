@@ -1,6 +1,6 @@
 """A typed Python client for the Distillery REST API (httpx; SSE through httpx-sse).
 
-    from api.client import DistilleryClient
+    from client.client import DistilleryClient
 
     with DistilleryClient() as client:  # DISTILLERY_URL, DISTILLERY_API_KEY
         teacher = client.upload_teacher("resnet32x4.safetensors", format="safetensors", arch="cifar_resnet32x4",
@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 from httpx_sse import connect_sse
 
-from api.client_models import (
+from client.models import (
     Artifact,
     ArtifactLink,
     Dataset,

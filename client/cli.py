@@ -11,7 +11,9 @@ import argparse
 import json
 import os
 import sys
+import typing
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +22,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from api.client import DistilleryClient, DistilleryError
-from api.client_models import Job, JobEvent
+from client.client import DistilleryClient, DistilleryError
+from client.models import Job, JobEvent, JobStatus, iso_utc
 
 TEACHER_FORMATS = ("safetensors", "state_dict", "onnx", "torchscript", "exported_program")
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+JOB_STATUSES = typing.get_args(JobStatus)
 human = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
 
 
@@ -180,7 +182,7 @@ def _list(client: DistilleryClient, args: argparse.Namespace) -> int:
             job.name or "",
             f"{job.progress.epoch}/{job.progress.epochs}",
             f"{top1:.1%}" if top1 is not None else "",
-            job.created_at,
+            iso_utc(job.created_at),
         )
     human.print(table)
     for job in jobs:
@@ -286,3 +288,20 @@ def _report_end(job: Job) -> int:
     reason = f" ({job.error.code}): {job.error.message}" if job.error else ""
     human.print(f"{job.id} {job.status}{reason}", markup=False)
     return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``distillery``: the user commands here, plus whatever installed packages add (the service adds its operator commands)."""
+    parser = argparse.ArgumentParser(prog="distillery", description="Distillery: distillation as a service")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_client_commands(commands)
+    for plugin in entry_points(group="distillery.commands"):
+        plugin.load()(commands)
+    args = parser.parse_args(argv)
+    if getattr(args, "client_command", None):
+        return run_client_command(args)
+    return int(args.operator_command(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,14 +13,8 @@ import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
-from starlette.types import Scope
-
-from api.response_observer import route_template
-
 job_id_var: ContextVar[str | None] = ContextVar("distillery_job_id", default=None)
 EXTRA_FIELDS = ("method", "path", "route", "status", "duration_ms", "tenant", "attempt")
-QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-access_log = logging.getLogger("distillery.api.access")
 
 
 class JobIdFilter(logging.Filter):
@@ -64,7 +58,7 @@ class TextFormatter(logging.Formatter):
 
 def configure_logging(service: str, log_format: str | None = None, level: str | None = None) -> None:
     """Route every logger (ours, uvicorn's, celery's, kdcore's) through one stderr handler in the chosen format."""
-    from api.core.config import get_settings
+    from core.config import get_settings
 
     settings = get_settings()
     handler = logging.StreamHandler(sys.stderr)
@@ -76,19 +70,3 @@ def configure_logging(service: str, log_format: str | None = None, level: str | 
     for name in ("uvicorn", "uvicorn.error", "celery"):  # uvicorn.access stays as uvicorn set it: our access log replaces it
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
-
-
-def log_access(scope: Scope, status: int, seconds: float) -> None:
-    """``ResponseObserver`` hook: one record per request, with the route template, status, duration and the job ID when the path has one."""
-    path = scope["path"]
-    duration_ms = round(seconds * 1000, 2)
-    job_id = scope.get("path_params", {}).get("job_id")
-    access_log.log(
-        logging.DEBUG if path in QUIET_PATHS else logging.INFO,
-        "%s %s %d %.1fms",
-        scope["method"],
-        path,
-        status,
-        duration_ms,
-        extra={"method": scope["method"], "path": path, "route": route_template(scope), "status": status, "duration_ms": duration_ms, "job_id": job_id},
-    )

@@ -9,7 +9,7 @@ log = logging.getLogger("distillery.api")
 
 def enqueue_job(job_id: str) -> bool:
     """Send ``worker.run_job``; if the broker is down the job stays queued and the worker sweep re-sends it."""
-    from worker.celery_app import celery_app
+    from core.celery_app import celery_app
 
     try:
         celery_app.send_task("worker.run_job", args=[job_id])
