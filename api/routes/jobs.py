@@ -24,6 +24,7 @@ from client.models import ArtifactList, MetricSeries
 from client.models import Job as JobOut
 from client.models import MetricPoint as MetricPointOut
 from core.config import Settings
+from core.job_view import job_out
 from core.jobstate import TERMINAL
 from core.models import ArtifactRow, JobEvent, JobRow
 from core.queue import enqueue_job
@@ -43,7 +44,7 @@ def _submit(session: Session, settings: Settings, tenant: str, body: JobCreate, 
     job, created = service.create_job(session, settings, tenant, body, idempotency_key)
     if created:
         enqueue_job(job.id)
-    return service.job_out(job), created
+    return job_out(job), created
 
 
 @router.post("", status_code=201, response_model=JobOut)
@@ -61,7 +62,7 @@ def _list(session: Session, tenant: str, status: str | None, limit: int, cursor:
     if status:
         query = query.where(JobRow.status == status)
     rows, next_cursor = paginate(session, query, JobRow.id, limit, cursor)
-    return Page[JobOut](items=[service.job_out(r) for r in rows], next_cursor=next_cursor)
+    return Page[JobOut](items=[job_out(r) for r in rows], next_cursor=next_cursor)
 
 
 @router.get("", response_model=Page[JobOut])
@@ -72,7 +73,7 @@ async def list_jobs(
 
 
 def _get(session: Session, tenant: str, job_id: str) -> JobOut:
-    return service.job_out(service.tenant_job(session, tenant, job_id))
+    return job_out(service.tenant_job(session, tenant, job_id))
 
 
 @router.get("/{job_id}", response_model=JobOut)
@@ -81,7 +82,7 @@ async def get_job(job_id: str, tenant: TenantDep) -> JobOut:
 
 
 def _cancel(session: Session, tenant: str, job_id: str) -> JobOut:
-    return service.job_out(service.cancel_job(session, service.tenant_job(session, tenant, job_id)))
+    return job_out(service.cancel_job(session, service.tenant_job(session, tenant, job_id)))
 
 
 @router.post("/{job_id}/cancel", status_code=202, response_model=JobOut)
