@@ -1,1 +1,1 @@
-"""Pydantic models of the HTTP contract (design/API.md), one file per resource."""
+"""Request models of the HTTP contract (docs/API.md); response models live in client/models.py, shared with the client."""
