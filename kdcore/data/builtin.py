@@ -2,6 +2,8 @@
 
 ``digits``: scikit-learn's 1,797 8×8 handwritten digits (10 classes), split 80/20 stratified with
 a fixed seed so every run and every job sees the same train and validation images.
+``glyphs``: 32 classes of generated stroke glyphs in confusable pairs (:mod:`kdcore.data.glyphs`),
+hard enough that a large teacher and a small student differ; generated on first use, then kept.
 """
 
 from __future__ import annotations
@@ -33,7 +35,14 @@ def _digits() -> dict[str, ImageSet]:
     }
 
 
-BUILTIN_DATASETS = {"digits": _digits}
+@lru_cache(maxsize=1)
+def _glyphs() -> dict[str, ImageSet]:
+    from kdcore.data.glyphs import generate_glyphs
+
+    return {split: ImageSet(*generate_glyphs(split)) for split in ("train", "val")}
+
+
+BUILTIN_DATASETS = {"digits": _digits, "glyphs": _glyphs}
 
 
 def builtin_split(name: str, split: str) -> ImageSet:
