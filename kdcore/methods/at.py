@@ -28,7 +28,7 @@ class ATHyperparams(Hyperparams):
 
 
 @register_method
-class AT(Distiller):
+class AT(Distiller[ATHyperparams]):
     name = "at"
     family = "feature"
     summary = "Match the teacher's spatial attention maps (channel mean of squared activations) at every stage."
@@ -44,7 +44,7 @@ class AT(Distiller):
         self._student_features = (FeatureModel(student),)
         self._teacher_features = (FeatureModel(teachers[0].net),)
 
-    def forward_train(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
+    def forward(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
         assert batch is not None
         logits, student_features = self._student_features[0](batch.images)
         with torch.no_grad():

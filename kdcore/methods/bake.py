@@ -88,7 +88,7 @@ def pooled_features_and_logits(student: PreprocessedModel, images: Tensor) -> tu
 
 
 @register_method
-class BAKE(Distiller):
+class BAKE(Distiller[BAKEHyperparams]):
     name = "bake"
     family = "self (batch ensembling)"
     summary = "Self-distillation to soft targets ensembled from similar images of the same batch, with class-balanced batches."
@@ -111,7 +111,7 @@ class BAKE(Distiller):
     def batch_plan(cls, hparams: BAKEHyperparams, labels: Tensor, batch_size: int, seed: int) -> BatchPlan:
         return ClassBalancedBatchPlan(labels, batch_size, seed, hparams.intra_imgs)
 
-    def forward_train(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
+    def forward(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
         assert batch is not None
         hp = self.hparams
         features, logits = pooled_features_and_logits(self.student, batch.images)

@@ -1,15 +1,17 @@
 """What every distillation method is: one ``Distiller`` subclass, registered by name.
 
 Shaped like mdistiller's distillers: the class holds the student, the frozen teachers and the
-method's own modules, and ``forward_train`` returns the student's logits and a dict of named
-losses (``loss/ce``, ``loss/kd``, ...) that the trainer sums and logs. Hyperparameters come from the
-class's own pydantic model, whose defaults are the paper's; never from a global config.
+method's own modules, and ``forward(batch, info)`` returns the student's logits and a dict of named
+losses (``loss/ce``, ``loss/kd``, ...) that the trainer sums and logs. ``forward`` is the one training
+path, so the trainer calls the module itself and a ``DistributedDataParallel`` wrapper around it
+needs nothing else. Hyperparameters come from the class's own pydantic model (``Distiller[KDHyperparams]``
+types ``self.hparams``), whose defaults are the paper's; never from a global config.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -51,8 +53,11 @@ class MethodContext:
     batch_size: int
 
 
-class Distiller(nn.Module):
-    """Base class. Subclasses set the class attributes below and implement ``forward_train``."""
+HyperparamsT = TypeVar("HyperparamsT", bound=Hyperparams)
+
+
+class Distiller(nn.Module, Generic[HyperparamsT]):
+    """Base class. Subclasses set the class attributes below and implement ``forward``."""
 
     name: ClassVar[str]
     family: ClassVar[str]
@@ -66,7 +71,7 @@ class Distiller(nn.Module):
     needs_batchnorm_statistics: ClassVar[bool] = False
     Hyperparams: ClassVar[type[Hyperparams]]
 
-    def __init__(self, student: nn.Module, teachers: list[nn.Module], hparams: Hyperparams, context: MethodContext) -> None:
+    def __init__(self, student: nn.Module, teachers: list[nn.Module], hparams: HyperparamsT, context: MethodContext) -> None:
         super().__init__()
         self.student = student
         self.teachers = nn.ModuleList(teachers)
@@ -74,15 +79,15 @@ class Distiller(nn.Module):
         self.context = context
         self.teacher_cache: TeacherOutputCache | None = None
 
-    def train(self, mode: bool = True) -> Distiller:
+    def train(self, mode: bool = True) -> Self:
         """The teachers stay in eval mode whatever the trainer asks (BatchNorm statistics must not move)."""
         super().train(mode)
         for teacher in self.teachers:
             teacher.eval()
         return self
 
-    def forward_train(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
-        """Return ``{"output": student logits, "loss/<name>": weighted loss, ...}``; the trainer sums the losses."""
+    def forward(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
+        """One training step's ``{"loss": total, "output": student logits, "loss/<name>": weighted part, ...}`` (see :func:`with_total`)."""
         raise NotImplementedError
 
     def teacher_logits(self, batch: Batch) -> list[Tensor]:
@@ -144,7 +149,7 @@ class Distiller(nn.Module):
 
 
 def with_total(output: Tensor, losses: dict[str, Tensor], **signals: Tensor) -> dict[str, Tensor]:
-    """Assemble a ``forward_train`` result: ``loss`` is the sum of the named parts."""
+    """Assemble a ``forward`` result: ``loss`` is the sum of the named parts."""
     result: dict[str, Tensor] = {"output": output, "loss": torch.stack([v for v in losses.values()]).sum()}
     result.update({f"loss/{k}": v for k, v in losses.items()})
     result.update({f"signal/{k}": v for k, v in signals.items()})

@@ -73,7 +73,7 @@ class ShallowExit(nn.Module):
 
 
 @register_method
-class BYOT(Distiller):
+class BYOT(Distiller[BYOTHyperparams]):
     name = "byot"
     family = "self (deep supervision)"
     summary = "Training-only classifiers on the shallow stages learn from labels, the deepest exit's soft labels and its features."
@@ -98,7 +98,7 @@ class BYOT(Distiller):
         # One adaptation layer per exit that gets the feature loss: all but the one next to the deepest.
         self.adaptations = nn.ModuleList([nn.Linear(width, width) for _ in range(len(shapes) - 2)])
 
-    def forward_train(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
+    def forward(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
         assert batch is not None
         hp = self.hparams
         logits, features = self._student_features[0](batch.images)

@@ -32,7 +32,7 @@ class CTKDHyperparams(CurriculumSettings):
 
 
 @register_method
-class CTKD(Distiller):
+class CTKD(Distiller[CTKDHyperparams]):
     name = "ctkd"
     family = "response + curriculum"
     summary = "KD with a learnable temperature trained adversarially on an easy-to-hard (cosine) curriculum."
@@ -45,7 +45,7 @@ class CTKD(Distiller):
         super().__init__(student, teachers, hparams, context)
         self.temperature = CurriculumTemperature(hparams, context.num_classes)
 
-    def forward_train(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
+    def forward(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
         assert batch is not None
         teacher = torch.stack(self.teacher_logits(batch)).mean(dim=0)  # teacher first, as in kd: faster on CPU
         logits = self.student(batch.images)

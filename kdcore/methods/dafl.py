@@ -89,7 +89,7 @@ def activation_loss(pre_logits: Tensor) -> Tensor:
 
 
 @register_method
-class DAFL(Distiller):
+class DAFL(Distiller[DAFLHyperparams]):
     name = "dafl"
     family = "data-free"
     summary = "Train a generator against the fixed teacher (confident, class-balanced, strongly activating outputs) and distil on its images."
@@ -108,7 +108,7 @@ class DAFL(Distiller):
         self.teacher_features = [FeatureModel(teachers[0].net)]  # a plain list: not a submodule, so not checkpointed twice
 
     def trainable_parameters(self) -> list[nn.Parameter]:
-        """The student only: the generator is stepped by its own Adam inside ``forward_train``."""
+        """The student only: the generator is stepped by its own Adam inside ``forward``."""
         generator = {id(p) for p in self.generator.parameters()}
         return [p for p in super().trainable_parameters() if id(p) not in generator]
 
@@ -117,7 +117,7 @@ class DAFL(Distiller):
         z = torch.randn(count, self.hparams.latent_dim).to(self.generator.project.weight.device)
         return self.generator(z)
 
-    def forward_train(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
+    def forward(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
         hp = self.hparams
         images = self.generate(self.context.batch_size)
         teacher_logits, features = self.teacher_features[0](images)

@@ -142,7 +142,7 @@ def image_priors(images: Tensor) -> tuple[Tensor, Tensor]:
 
 
 @register_method
-class DataFreeGenerative(Distiller):
+class DataFreeGenerative(Distiller[DataFreeGenerativeHyperparams]):
     name = "datafree_generative"
     family = "data-free"
     summary = "Train a generator against the teacher's BatchNorm statistics, then distil on its images: no data needed."
@@ -184,7 +184,7 @@ class DataFreeGenerative(Distiller):
                 images.append(generator(latents[chosen], labels[chosen] - start))
         return torch.cat(chosen_labels), torch.cat(images)
 
-    def forward_train(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
+    def forward(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
         hp = self.hparams
         labels, images = self.generate(info.global_step)
         with self.moments:

@@ -11,7 +11,7 @@ clipped to the valid image range, as NVlabs' ``deepinversion.py``. Adaptive Deep
 with the teacher are preferred; 0 (the default) turns it off as in the official runs without ADI. The
 student then learns by KD (τ 3) on the synthesised images.
 
-Our trainer calls ``forward_train`` once a step, so synthesis is amortised: every ``refresh_every`` steps
+Our trainer calls ``forward`` once a step, so synthesis is amortised: every ``refresh_every`` steps
 a fresh batch is inverted (``inversion_iterations`` Adam steps, a fresh optimiser per batch as the
 official code resets it) into a pool holding the last ``pool_batches`` batches, and every step the
 student learns on ``batch_size`` images drawn from the pool. The paper's budget is large: 2000
@@ -139,7 +139,7 @@ def cosine_with_warmup(base_lr: float, iteration: int, warmup: int, total: int) 
 
 
 @register_method
-class DeepInversion(Distiller):
+class DeepInversion(Distiller[DeepInversionHyperparams]):
     name = "deepinversion"
     family = "data-free"
     summary = "Invert the teacher: optimise noise into images whose BatchNorm statistics match the teacher's, then distil on them."
@@ -222,7 +222,7 @@ class DeepInversion(Distiller):
         self._synthesised = count + 1
         self.syntheses.fill_(self._synthesised)
 
-    def forward_train(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
+    def forward(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
         hp = self.hparams
         if info.global_step % hp.refresh_every == 0 or self._synthesised_batches() == 0:
             self._refresh_pool()

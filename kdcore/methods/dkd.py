@@ -36,7 +36,7 @@ def warmup_factor(epoch: int, warmup_epochs: int) -> float:
 
 
 @register_method
-class DKD(Distiller):
+class DKD(Distiller[DKDHyperparams]):
     name = "dkd"
     family = "response"
     summary = "Split KD into target-class and non-target-class terms and weight them separately (α TCKD + β NCKD)."
@@ -49,7 +49,7 @@ class DKD(Distiller):
         super().__init__(student, teachers, hparams, context)
         self.curriculum = CurriculumTemperature(hparams.curriculum, context.num_classes) if hparams.temperature == "curriculum" else None
 
-    def forward_train(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
+    def forward(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
         assert batch is not None
         teacher = self.teacher_logits(batch)[0]  # teacher first, as in kd: faster on CPU
         logits = self.student(batch.images)

@@ -59,7 +59,7 @@ def _middle(count: int) -> int:
 
 
 @register_method
-class FitNet(Distiller):
+class FitNet(Distiller[FitNetHyperparams]):
     name = "fitnet"
     family = "feature"
     summary = "Regress the student's middle-stage features onto the teacher's through a small conv regressor."
@@ -83,7 +83,7 @@ class FitNet(Distiller):
         self.teacher_stage = _middle(len(teacher_shapes)) if stage is None else stage
         self.regressor = HintRegressor(student_shapes[self.student_stage], teacher_shapes[self.teacher_stage])
 
-    def forward_train(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
+    def forward(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
         assert batch is not None
         logits, student_features = self._student_features[0](batch.images)
         with torch.no_grad():

@@ -109,7 +109,7 @@ class SelfTeacher(nn.Module):
 
 
 @register_method
-class FRSKD(Distiller):
+class FRSKD(Distiller[FRSKDHyperparams]):
     name = "frskd"
     family = "self (feature refinement)"
     summary = "A BiFPN self-teacher refines the student's stage features; the student distils its logits and attention maps."
@@ -131,7 +131,7 @@ class FRSKD(Distiller):
             raise BadSpec("method 'frskd' needs a student with at least two stages")
         self.self_teacher = SelfTeacher(shapes, context.num_classes, hparams.width, hparams.depth)
 
-    def forward_train(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
+    def forward(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
         assert batch is not None
         hp = self.hparams
         logits, features = self._student_features[0](batch.images)

@@ -27,7 +27,7 @@ class KDHyperparams(Hyperparams):
 
 
 @register_method
-class KD(Distiller):
+class KD(Distiller[KDHyperparams]):
     name = "kd"
     family = "response"
     summary = "Match the teacher's temperature-softened class probabilities plus a small cross-entropy term."
@@ -40,7 +40,7 @@ class KD(Distiller):
         super().__init__(student, teachers, hparams, context)
         self.curriculum = CurriculumTemperature(hparams.curriculum, context.num_classes) if hparams.temperature == "curriculum" else None
 
-    def forward_train(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
+    def forward(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
         assert batch is not None
         # Teacher first: its forward then runs before the student's activations are held for backward,
         # which measured ~5% faster on CPU (kdcore.bench train).

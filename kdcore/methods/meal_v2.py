@@ -73,7 +73,7 @@ def discriminator_targets(batch_size: int, device: torch.device) -> Tensor:
 
 
 @register_method
-class MealV2(Distiller):
+class MealV2(Distiller[MealV2Hyperparams]):
     name = "meal_v2"
     family = "ensemble + adversarial"
     summary = "Distil an ensemble's averaged softmax into a pretrained student, no hard labels, with a logit discriminator."
@@ -87,7 +87,7 @@ class MealV2(Distiller):
         self.discriminator = LogitDiscriminator(context.num_classes, hparams.discriminator_reduction)
         self._accuracy: Tensor | None = None
 
-    def forward_train(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
+    def forward(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
         assert batch is not None
         teacher_logits = self.teacher_logits(batch)  # teachers first, as in kd: faster on CPU
         logits = self.student(batch.images)

@@ -49,7 +49,7 @@ def sad_loss(features: list[Tensor], detach_target: bool = False) -> Tensor:
 
 
 @register_method
-class SAD(Distiller):
+class SAD(Distiller[SADHyperparams]):
     name = "sad"
     family = "self (attention)"
     summary = "Each stage's attention map mimics the next stage's, switched on halfway through training; no teacher."
@@ -70,7 +70,7 @@ class SAD(Distiller):
     def is_active(self, info: StepInfo) -> bool:
         return info.fraction >= self.hparams.start_fraction
 
-    def forward_train(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
+    def forward(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
         assert batch is not None
         logits, features = self._student_features[0](batch.images)
         hp = self.hparams

@@ -16,7 +16,7 @@ class SupervisedHyperparams(Hyperparams):
 
 
 @register_method
-class Supervised(Distiller):
+class Supervised(Distiller[SupervisedHyperparams]):
     name = "supervised"
     family = "baseline"
     summary = "Plain cross-entropy training of the student, no teacher."
@@ -24,7 +24,7 @@ class Supervised(Distiller):
     teacher_count = (0, 0)
     Hyperparams = SupervisedHyperparams
 
-    def forward_train(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
+    def forward(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
         assert batch is not None
         logits = self.student(batch.images)
         return with_total(logits, {"ce": F.cross_entropy(logits, batch.labels, label_smoothing=self.hparams.label_smoothing)})

@@ -26,7 +26,7 @@ def test_at_step_trains_student_only_and_sums_every_stage(tmp_path):
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     distiller.train()
     batch = make_batch()
-    out = distiller.forward_train(batch, STEP)
+    out = distiller(batch, STEP)
     out["loss"].backward()
     assert all(p.grad is None for p in teacher.parameters())
     assert all(p.grad is not None for p in distiller.student.model.stages.parameters())
@@ -55,7 +55,7 @@ def test_at_works_with_a_timm_student_at_another_resolution(tmp_path):
     pytest.importorskip("timm")
     distiller, _ = _distiller(tmp_path, "resnet10t", (3, 32, 32))
     distiller.train()
-    out = distiller.forward_train(make_batch(4, (3, 32, 32)), STEP)
+    out = distiller(make_batch(4, (3, 32, 32)), STEP)
     out["loss"].backward()
     assert torch.isfinite(out["loss"]) and out["loss/at"] > 0
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in distiller.student.parameters())

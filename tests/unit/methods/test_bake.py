@@ -102,7 +102,7 @@ def test_bake_step_trains_only_the_student_with_the_official_loss():
     distiller = method(make_student(), [], hp, make_context())
     distiller.train()
     batch = make_batch(n=8)
-    out = distiller.forward_train(batch, StepInfo(0, 0, 0, 4, 2))
+    out = distiller(batch, StepInfo(0, 0, 0, 4, 2))
     assert set(out) >= {"loss", "output", "loss/ce", "loss/kd"}
     torch.testing.assert_close(out["loss"], out["loss/ce"] + out["loss/kd"])
     features, logits = pooled_features_and_logits(distiller.student, batch.images)

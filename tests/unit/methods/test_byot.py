@@ -25,7 +25,7 @@ def test_byot_builds_one_exit_per_shallow_stage_and_trains_them_with_the_student
     assert len(distiller.exits) == 2 and len(distiller.adaptations) == 1
     distiller.train()
     batch = make_batch()
-    out = distiller.forward_train(batch, STEP)
+    out = distiller(batch, STEP)
     assert set(out) >= {"loss/ce", "loss/exit_ce", "loss/exit_kd", "loss/exit_feature", "signal/exit1_top1", "signal/exit2_top1"}
     torch.testing.assert_close(out["loss"], out["loss/ce"] + out["loss/exit_ce"] + out["loss/exit_kd"] + out["loss/exit_feature"])
     out["loss"].backward()
@@ -37,7 +37,7 @@ def test_byot_builds_one_exit_per_shallow_stage_and_trains_them_with_the_student
 def test_byot_losses_match_the_official_formulas():
     distiller = _distiller().eval()  # BatchNorm in eval mode so the second pass below reproduces the first
     batch = make_batch()
-    out = distiller.forward_train(batch, STEP)
+    out = distiller(batch, STEP)
     with torch.no_grad():
         logits, features = distiller._student_features[0](batch.images)
         exits = [head(f) for head, f in zip(distiller.exits, features[:-1], strict=True)]
@@ -55,7 +55,7 @@ def test_byot_losses_match_the_official_formulas():
 def test_byot_drops_its_exits_at_export_and_round_trips_them():
     distiller = _distiller()
     distiller.train()
-    distiller.forward_train(make_batch(), STEP)["loss"].backward()
+    distiller(make_batch(), STEP)["loss"].backward()
     torch.optim.SGD(distiller.trainable_parameters(), lr=0.1).step()
     plain = make_student()
     exported = distiller.export_student()
@@ -73,7 +73,7 @@ def test_byot_works_with_a_timm_student():
     pytest.importorskip("timm")
     distiller = _distiller("resnet10t", (3, 32, 32))
     distiller.train()
-    out = distiller.forward_train(make_batch(4, (3, 32, 32)), STEP)
+    out = distiller(make_batch(4, (3, 32, 32)), STEP)
     out["loss"].backward()
     assert torch.isfinite(out["loss"])
     assert all(p.grad is not None for p in distiller.exits.parameters())

@@ -48,7 +48,7 @@ def test_temperature_gradient_is_minus_lambda_times_the_kd_gradient(tmp_path):
     distiller, teacher = build(tmp_path)
     distiller.train()
     batch = make_batch()
-    out = distiller.forward_train(batch, StepInfo(4, 0, 16, 4, 20))  # official epoch 5: λ = 0.5
+    out = distiller(batch, StepInfo(4, 0, 16, 4, 20))  # official epoch 5: λ = 0.5
     out["loss"].backward()
     theta = distiller.temperature.predictor.theta
     plain = theta.detach().clone().requires_grad_(True)
@@ -67,12 +67,12 @@ def test_a_step_on_the_temperature_alone_raises_the_kd_loss(tmp_path):
     distiller.train()
     batch = make_batch()
     info = StepInfo(12, 0, 48, 4, 20)  # λ = 1
-    before = distiller.forward_train(batch, info)
+    before = distiller(batch, info)
     before["loss/kd"].backward()
     optimizer = torch.optim.SGD(distiller.temperature.parameters(), lr=0.5)
     optimizer.step()
     with torch.no_grad():
-        after = distiller.forward_train(batch, info)
+        after = distiller(batch, info)
     assert after["loss/kd"] > before["loss/kd"]
 
 
@@ -80,7 +80,7 @@ def test_step_trains_student_and_temperature_and_leaves_teacher_untouched(tmp_pa
     distiller, teacher = build(tmp_path)
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     distiller.train()
-    out = distiller.forward_train(make_batch(), StepInfo(0, 0, 0, 4, 2))
+    out = distiller(make_batch(), StepInfo(0, 0, 0, 4, 2))
     assert set(out) >= {"loss", "output", "loss/ce", "loss/kd"}
     torch.testing.assert_close(out["loss"], out["loss/ce"] + out["loss/kd"])
     out["loss"].backward()
@@ -100,7 +100,7 @@ def test_instance_mode_gives_one_temperature_per_sample(tmp_path):
     tau = distiller.temperature(teacher_logits, logits, 3)
     assert tau.shape == (6,)
     assert torch.all((tau > 1.0) & (tau < 21.0)) and tau.std() > 0
-    out = distiller.forward_train(batch, StepInfo(3, 0, 12, 4, 20))
+    out = distiller(batch, StepInfo(3, 0, 12, 4, 20))
     out["loss"].backward()
     mlp_grads = [p.grad for p in distiller.temperature.parameters()]
     assert all(g is not None and g.abs().sum() > 0 for g in mlp_grads)
@@ -127,7 +127,7 @@ def test_kd_keeps_a_fixed_temperature_by_default_and_takes_a_curriculum(tmp_path
     assert plain.hparams.temperature == 4.0 and plain.curriculum is None and plain.signals() == {}
     learned = kd(make_student(), [teacher], kd.Hyperparams(temperature="curriculum", curriculum={"mode": "instance"}), make_context())
     learned.train()
-    out = learned.forward_train(make_batch(), StepInfo(0, 0, 0, 4, 2))
+    out = learned(make_batch(), StepInfo(0, 0, 0, 4, 2))
     out["loss"].backward()
     assert all(p.grad is not None for p in learned.curriculum.parameters())
     assert set(learned.signals()) == {"temperature", "grl_lambda"}

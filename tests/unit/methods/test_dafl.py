@@ -43,7 +43,7 @@ def test_step_updates_generator_trains_student_and_leaves_teacher(tmp_path):
     teacher = distiller.teachers[0]
     teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}
     generator_before = [p.detach().clone() for p in distiller.generator.parameters()]
-    out = distiller.forward_train(None, StepInfo(0, 0, 0, 4, 2))
+    out = distiller(None, StepInfo(0, 0, 0, 4, 2))
     assert set(out) >= {"loss", "output", "loss/kd", "signal/one_hot", "signal/information_entropy", "signal/activation"}
     assert any(not torch.equal(a, b) for a, b in zip(generator_before, distiller.generator.parameters(), strict=True))
     generator_grads = [None if p.grad is None else p.grad.clone() for p in distiller.generator.parameters()]
@@ -63,7 +63,7 @@ def test_step_updates_generator_trains_student_and_leaves_teacher(tmp_path):
 def test_generator_and_its_optimizer_round_trip(tmp_path):
     distiller = make_distiller(tmp_path)
     for step in range(2):
-        distiller.forward_train(None, StepInfo(0, step, step, 4, 2))
+        distiller(None, StepInfo(0, step, step, 4, 2))
     restored = make_distiller(tmp_path)
     own = {k: v for k, v in distiller.state_dict().items() if not k.startswith("teachers.")}
     assert any(k.startswith("generator.") for k in own) and not any("teacher_features" in k for k in own)

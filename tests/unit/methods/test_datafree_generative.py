@@ -71,7 +71,7 @@ def test_step_trains_generator_and_student_never_the_teacher(tmp_path):
     teacher = distiller.teachers[0]
     teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}
     generator_before = [p.detach().clone() for p in distiller.generators.parameters()]
-    out = distiller.forward_train(None, STEP)
+    out = distiller(None, STEP)
     assert set(out) >= {"loss", "output", "loss/kd", "signal/generator_loss", "signal/batchnorm_loss", "signal/teacher_accuracy"}
     assert out["output"].shape == (8, 10)
     assert any(not torch.equal(b, p) for b, p in zip(generator_before, distiller.generators.parameters(), strict=True))
@@ -89,7 +89,7 @@ def test_step_trains_generator_and_student_never_the_teacher(tmp_path):
 def test_generator_optimizer_and_weights_round_trip(tmp_path):
     distiller = _distiller(tmp_path)
     for step in range(2):
-        distiller.forward_train(None, StepInfo(0, step, step, 4, 2))
+        distiller(None, StepInfo(0, step, step, 4, 2))
     state = distiller.method_state()
     weights = {k: v for k, v in distiller.state_dict().items() if not k.startswith("teachers.")}
     assert any(k.startswith("generators.") for k in weights)
@@ -103,7 +103,7 @@ def test_generator_optimizer_and_weights_round_trip(tmp_path):
         for name, value in entry.items():
             torch.testing.assert_close(loaded["state"][key][name], value)
     step = StepInfo(0, 2, 2, 4, 2)
-    torch.testing.assert_close(distiller.forward_train(None, step)["loss"], restored.forward_train(None, step)["loss"])
+    torch.testing.assert_close(distiller(None, step)["loss"], restored(None, step)["loss"])
 
 
 def test_class_groups_each_get_a_generator(tmp_path):

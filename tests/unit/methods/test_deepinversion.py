@@ -112,7 +112,7 @@ def test_step_trains_student_only_and_state_round_trips(tmp_path):
     distiller = make_distiller(tmp_path, competition_scale=0.2)
     teacher = distiller.teachers[0]
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
-    out = distiller.forward_train(None, StepInfo(0, 0, 0, 4, 2))
+    out = distiller(None, StepInfo(0, 0, 0, 4, 2))
     assert set(out) >= {"loss", "output", "loss/kd"}
     assert int(distiller.syntheses) == 1 and distiller.pool_images[:8].any()
     out["loss"].backward()
@@ -124,9 +124,9 @@ def test_step_trains_student_only_and_state_round_trips(tmp_path):
     assert distiller.export_student() is distiller.student
     assert {id(p) for p in distiller.trainable_parameters()} == {id(p) for p in distiller.student.parameters()}
 
-    distiller.forward_train(None, StepInfo(0, 1, 1, 4, 2))
+    distiller(None, StepInfo(0, 1, 1, 4, 2))
     assert int(distiller.syntheses) == 1
-    distiller.forward_train(None, StepInfo(0, 2, 2, 4, 2))
+    distiller(None, StepInfo(0, 2, 2, 4, 2))
     assert int(distiller.syntheses) == 2
 
     restored = make_distiller(tmp_path, competition_scale=0.2)

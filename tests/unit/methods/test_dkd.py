@@ -32,7 +32,7 @@ def test_step_loss_is_ce_plus_ramped_dkd(tmp_path, epoch, ramp):
     distiller, teacher = build(tmp_path)
     distiller.train()
     batch = make_batch()
-    out = distiller.forward_train(batch, StepInfo(epoch, 0, epoch * 4, 4, 30))
+    out = distiller(batch, StepInfo(epoch, 0, epoch * 4, 4, 30))
     with torch.no_grad():
         teacher_logits = teacher(batch.images)
         expected_kd = ramp * dkd_loss(out["output"], teacher_logits, batch.labels, 1.0, 8.0, 4.0)
@@ -47,7 +47,7 @@ def test_step_trains_student_and_leaves_teacher_untouched(tmp_path):
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     distiller.train()
     assert not teacher.training
-    out = distiller.forward_train(make_batch(), StepInfo(0, 0, 0, 4, 2))
+    out = distiller(make_batch(), StepInfo(0, 0, 0, 4, 2))
     out["loss"].backward()
     assert all(p.grad is None for p in teacher.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in distiller.student.parameters())
@@ -61,7 +61,7 @@ def test_step_trains_student_and_leaves_teacher_untouched(tmp_path):
 def test_curriculum_temperature_dkd_runs_and_learns_tau(tmp_path, mode):
     distiller, teacher = build(tmp_path, temperature="curriculum", curriculum={"mode": mode})
     distiller.train()
-    out = distiller.forward_train(make_batch(), StepInfo(2, 0, 8, 4, 30))
+    out = distiller(make_batch(), StepInfo(2, 0, 8, 4, 30))
     assert torch.isfinite(out["loss"])
     out["loss"].backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in distiller.curriculum.parameters())

@@ -42,7 +42,7 @@ def test_self_teacher_refines_each_level_at_its_resolution_with_wider_channels()
 def test_frskd_step_trains_student_and_self_teacher_with_the_official_loss():
     distiller = _distiller().eval()  # BatchNorm in eval mode so the second pass below reproduces the first
     batch = make_batch()
-    out = distiller.forward_train(batch, STEP)
+    out = distiller(batch, STEP)
     with torch.no_grad():
         logits, features = distiller._student_features[0](batch.images)
         refined, teacher_logits = distiller.self_teacher(features)
@@ -51,7 +51,7 @@ def test_frskd_step_trains_student_and_self_teacher_with_the_official_loss():
     torch.testing.assert_close(out["loss/kd"], 2.0 * kd_loss(logits, teacher_logits, 4.0))
     torch.testing.assert_close(out["loss/at"], 100.0 * sum(at_loss(f, r) for f, r in zip(features, refined, strict=True)))
     distiller.train()
-    out = distiller.forward_train(batch, STEP)
+    out = distiller(batch, STEP)
     torch.testing.assert_close(out["loss"], out["loss/ce"] + out["loss/self_teacher_ce"] + out["loss/kd"] + out["loss/at"])
     out["loss"].backward()
     assert all(p.grad is not None for p in distiller.self_teacher.parameters())
@@ -60,14 +60,14 @@ def test_frskd_step_trains_student_and_self_teacher_with_the_official_loss():
 
 def test_frskd_distillation_terms_do_not_train_the_self_teacher():
     distiller = _distiller().train()
-    out = distiller.forward_train(make_batch(), STEP)
+    out = distiller(make_batch(), STEP)
     (out["loss/kd"] + out["loss/at"]).backward()
     assert all(p.grad is None for p in distiller.self_teacher.parameters())
 
 
 def test_frskd_drops_the_self_teacher_at_export_and_round_trips_it():
     distiller = _distiller().train()
-    distiller.forward_train(make_batch(), STEP)["loss"].backward()
+    distiller(make_batch(), STEP)["loss"].backward()
     torch.optim.SGD(distiller.trainable_parameters(), lr=0.1).step()
     plain = make_student()
     exported = distiller.export_student()

@@ -12,7 +12,7 @@ def test_kd_step_trains_student_and_leaves_teacher_untouched(tmp_path):
     distiller = method(make_student(), [teacher], method.Hyperparams(), make_context())
     distiller.train()
     assert not teacher.training
-    out = distiller.forward_train(make_batch(), StepInfo(0, 0, 0, 4, 2))
+    out = distiller(make_batch(), StepInfo(0, 0, 0, 4, 2))
     assert set(out) >= {"loss", "output", "loss/ce", "loss/kd"}
     out["loss"].backward()
     assert all(p.grad is None for p in teacher.parameters())

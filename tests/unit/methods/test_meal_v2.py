@@ -37,7 +37,7 @@ def test_soft_target_is_the_average_of_the_two_teachers_softmax_and_labels_are_u
     distiller, teachers = build(tmp_path)
     distiller.train()
     batch = make_batch()
-    out = distiller.forward_train(batch, StepInfo(0, 0, 0, 4, 2))
+    out = distiller(batch, StepInfo(0, 0, 0, 4, 2))
     with torch.no_grad():
         probs = [torch.softmax(t(batch.images), dim=1) for t in teachers]
         expected = soft_cross_entropy(out["output"], (probs[0] + probs[1]) / 2)
@@ -45,7 +45,7 @@ def test_soft_target_is_the_average_of_the_two_teachers_softmax_and_labels_are_u
     torch.testing.assert_close(out["loss/kd"].detach(), expected)
     torch.testing.assert_close(out["loss"], out["loss/kd"] + out["loss/disc"])
     batch.labels = (batch.labels + 1) % 10
-    relabelled = distiller.forward_train(batch, StepInfo(0, 0, 0, 4, 2))
+    relabelled = distiller(batch, StepInfo(0, 0, 0, 4, 2))
     torch.testing.assert_close(relabelled["loss"], out["loss"])
 
 
@@ -53,7 +53,7 @@ def test_joint_step_trains_student_and_discriminator_never_the_teachers(tmp_path
     distiller, teachers = build(tmp_path)
     before = [{k: v.clone() for k, v in t.state_dict().items()} for t in teachers]
     distiller.train()
-    out = distiller.forward_train(make_batch(), StepInfo(0, 0, 0, 4, 2))
+    out = distiller(make_batch(), StepInfo(0, 0, 0, 4, 2))
     out["loss"].backward()
     assert all(p.grad is None for t in teachers for p in t.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in distiller.student.parameters())
@@ -74,7 +74,7 @@ def test_discriminator_group_has_its_own_learning_rate(tmp_path):
     assert {id(p) for p in groups[0]["params"]} == {id(p) for p in distiller.student.parameters()}
     optimizer = torch.optim.SGD(groups, lr=0.1)
     distiller.train()
-    distiller.forward_train(make_batch(), StepInfo(0, 0, 0, 4, 2))["loss"].backward()
+    distiller(make_batch(), StepInfo(0, 0, 0, 4, 2))["loss"].backward()
     weight = distiller.discriminator.layers[4].weight
     expected = weight.detach() - 1e-4 * weight.grad
     optimizer.step()

@@ -41,10 +41,10 @@ def test_sad_is_off_before_start_fraction_and_on_after():
     distiller = _distiller()
     distiller.train()
     batch = make_batch()
-    early = distiller.forward_train(batch, StepInfo(0, 3, 3, 4, 2))
+    early = distiller(batch, StepInfo(0, 3, 3, 4, 2))
     assert early["loss/sad"].item() == 0.0
     torch.testing.assert_close(early["loss"], early["loss/ce"])
-    late = distiller.forward_train(batch, StepInfo(1, 0, 4, 4, 2))
+    late = distiller(batch, StepInfo(1, 0, 4, 4, 2))
     assert late["loss/sad"].item() > 0.0
     torch.testing.assert_close(late["loss"], late["loss/ce"] + late["loss/sad"])
     late["loss/sad"].backward()
@@ -55,7 +55,7 @@ def test_sad_is_off_before_start_fraction_and_on_after():
 def test_sad_detach_target_stops_the_gradient_at_the_deepest_stage():
     distiller = _distiller(start_fraction=0.0, detach_target=True)
     distiller.train()
-    out = distiller.forward_train(make_batch(), StepInfo(0, 0, 0, 4, 2))
+    out = distiller(make_batch(), StepInfo(0, 0, 0, 4, 2))
     out["loss/sad"].backward()
     assert all(p.grad is not None for p in distiller.student.model.stages[0].parameters())
     assert all(p.grad is None for p in distiller.student.model.stages[2].parameters())

@@ -1,0 +1,100 @@
+"""Everything one job trains with, built once from its spec: data, teachers, distiller, batches, optimizer.
+
+``kdcore.build`` makes each object and runs every check on user input; this module only puts them
+together in the order the run's random stream depends on (so a resumed run rebuilds the same run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+
+from kdcore import build
+from kdcore.data.augment import VariantPool
+from kdcore.data.loader import Batch, TrainingBatches
+from kdcore.methods import Distiller, get_method
+from kdcore.models.loading import Teacher
+from kdcore.runtime import Runtime, resolve_runtime
+from kdcore.spec import JobSpec
+from kdcore.teacher_cache import VARIANTS_PER_SAMPLE, TeacherOutputCache, teacher_store_dir
+from kdcore.training.guard import RunGuard
+
+DATA_FREE_STEPS_PER_EPOCH = 50
+
+
+@dataclass
+class TrainingRun:
+    spec: JobSpec
+    runtime: Runtime
+    data: build.RunData
+    teachers: list[Teacher]
+    distiller: Distiller
+    batches: TrainingBatches | None
+    steps_per_epoch: int
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler | None
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.spec.training.epochs
+
+    def epoch_batches(self, epoch: int, start_step: int) -> Iterable[Batch | None]:
+        """The epoch's batches from ``start_step`` on; data-free methods get ``None`` per step and make their own."""
+        if self.batches is None:
+            return [None] * (self.steps_per_epoch - start_step)
+        return self.batches.epoch(epoch, start_step)
+
+
+def attach_teacher_cache(spec: JobSpec, distiller: Distiller, data: build.RunData, runtime: Runtime, guard: RunGuard) -> VariantPool | None:
+    """Reuse teacher outputs where the teacher's inputs repeat; returns the augmentation pool the batches must draw from."""
+    config = spec.training
+    method = type(distiller)
+    if data.train is None or config.teacher_cache != "auto" or not distiller.teachers or method.needs_teacher_features:
+        return None
+    pool = None
+    if config.augment == "flip_crop":
+        pool = VariantPool(len(data.train), data.train.images.shape[-2], data.train.images.shape[-1], config.seed, VARIANTS_PER_SAMPLE)
+    distiller.teacher_cache = TeacherOutputCache(
+        data.train,
+        pool,
+        len(distiller.teachers),
+        runtime.device,
+        teacher_store_dir(spec.work_dir),
+        runtime.amp_dtype,
+        partial(guard.check, "while computing teacher outputs"),
+    )
+    return pool
+
+
+def prepare_run(spec: JobSpec, guard: RunGuard) -> TrainingRun:
+    """Seed, build and place every object of the run; raises a ``KdError`` on anything wrong with the spec."""
+    config = spec.training
+    torch.manual_seed(config.seed)
+    runtime = resolve_runtime(config)
+    method = get_method(spec.method)
+    data = build.load_data(spec, method)
+    teachers = build.load_teachers(spec, method)
+    student = build.build_student(spec, data.num_classes, data.input_size, method)
+    hparams = build.parse_hparams(spec, method)
+    plan = method.batch_plan(hparams, data.train.labels, config.batch_size, config.seed) if data.train is not None else None
+    if plan is not None:
+        steps_per_epoch = plan.steps_per_epoch()
+    else:
+        steps_per_epoch = config.steps_per_epoch or getattr(hparams, "steps_per_epoch", DATA_FREE_STEPS_PER_EPOCH)
+    distiller = build.build_distiller(spec, method, hparams, student, teachers, data, steps_per_epoch, runtime.device)
+    distiller.to(runtime.device)
+    if runtime.channels_last:
+        distiller.to(memory_format=torch.channels_last)
+    if runtime.compile:
+        distiller.student.compile()
+    pool = attach_teacher_cache(spec, distiller, data, runtime, guard)
+    batches = None
+    if plan is not None and data.train is not None:
+        batches = TrainingBatches(data.train, plan, runtime.device, config.augment == "flip_crop", pool)
+    optimizer = build.build_optimizer(config, distiller)
+    schedule = build.build_schedule(config, optimizer, steps_per_epoch * config.epochs)
+    return TrainingRun(spec, runtime, data, teachers, distiller, batches, steps_per_epoch, optimizer, schedule, runtime.grad_scaler())

@@ -1,0 +1,111 @@
+"""The loop, in mdistiller's ``BaseTrainer`` shape: ``train`` → ``train_epoch`` → ``train_step``.
+
+``train_step`` is the one place the trainer changes weights (forward through the distiller, backward,
+optimizer and schedule step); ``train_epoch`` walks the epoch's batches, logs every
+``log_every_steps`` and checkpoints every ``checkpoint_every_steps``; ``train`` resumes, runs the
+epochs with a validation and a checkpoint after each, and hands the trained run to ``finish_run``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import Tensor
+
+from kdcore.data.loader import Batch
+from kdcore.errors import OutOfMemory
+from kdcore.evaluate import evaluate
+from kdcore.events import Progress, TrainCallbacks, TrainResult
+from kdcore.finish import finish_run
+from kdcore.methods import StepInfo
+from kdcore.training.guard import RunGuard
+from kdcore.training.metrics import MetricLog, RunningLosses, check_finite, training_points, validation_points
+from kdcore.training.resume import ResumeState, resume_run, save_run
+from kdcore.training.run import TrainingRun
+
+
+class Trainer:
+    def __init__(self, run: TrainingRun, callbacks: TrainCallbacks, guard: RunGuard) -> None:
+        self.run = run
+        self.config = run.spec.training
+        self.callbacks = callbacks
+        self.guard = guard
+        self.log = MetricLog(callbacks, [])
+        self.global_step = 0
+        self.train_seconds = 0.0
+        self.samples = 0
+
+    def train(self) -> TrainResult:
+        """Resume from the newest checkpoint if there is one, train to the last epoch, evaluate and export."""
+        start = resume_run(self.run)
+        self.global_step = start.global_step
+        self.log.history = start.history
+        for epoch in range(start.epoch, self.config.epochs):
+            self.train_epoch(epoch, start.step if epoch == start.epoch else 0)
+            self.validate(epoch)
+            self.checkpoint(epoch + 1, 0)
+            self.callbacks.on_progress(self.progress(epoch))
+        run = self.run
+        throughput = self.samples / self.train_seconds if self.train_seconds > 0 else 0.0
+        return finish_run(run.spec, run.distiller, run.teachers, run.data, run.runtime.device, throughput, start.global_step, self.log.history)
+
+    def train_epoch(self, epoch: int, start_step: int) -> None:
+        run, config = self.run, self.config
+        run.distiller.train()
+        running = RunningLosses()
+        started = time.perf_counter()
+        for step, batch in enumerate(run.epoch_batches(epoch, start_step), start=start_step):
+            running.add(self.train_step(batch, StepInfo(epoch, step, self.global_step, run.steps_per_epoch, config.epochs)))
+            self.samples += config.batch_size
+            self.global_step += 1
+            done = step + 1
+            if done % config.log_every_steps == 0 or done == run.steps_per_epoch:
+                self.log_training(running, epoch)
+            self.guard.check(f"at step {self.global_step}")
+            if self.global_step % config.checkpoint_every_steps == 0 and done < run.steps_per_epoch:
+                self.checkpoint(epoch, done)
+        self.train_seconds += time.perf_counter() - started
+
+    def train_step(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
+        """One step: the distiller's ``forward`` (what a DDP wrapper would call), backward, optimizer and schedule step."""
+        run = self.run
+        if run.runtime.channels_last and batch is not None:
+            batch.images = batch.images.contiguous(memory_format=torch.channels_last)
+        try:
+            with run.runtime.autocast():
+                output = run.distiller(batch, info)
+            run.optimizer.zero_grad(set_to_none=True)
+            if run.scaler is not None:
+                run.scaler.scale(output["loss"]).backward()
+                run.scaler.step(run.optimizer)
+                run.scaler.update()
+            else:
+                output["loss"].backward()
+                run.optimizer.step()
+        except torch.OutOfMemoryError as exc:
+            raise OutOfMemory(f"out of memory at batch size {self.config.batch_size}; halve training.batch_size or use a smaller student") from exc
+        run.schedule.step()
+        return output
+
+    def log_training(self, running: RunningLosses, epoch: int) -> None:
+        """Report the means since the last report (the one host sync of the interval) and the progress."""
+        values = running.read()
+        check_finite(values, self.global_step, epoch)
+        lr = self.run.optimizer.param_groups[0]["lr"]
+        self.log.report(training_points(values, lr, self.run.distiller.signals(), self.global_step, epoch))
+        self.callbacks.on_progress(self.progress(epoch))
+
+    def validate(self, epoch: int) -> None:
+        """Top-1/top-5/loss of the exportable student on the validation split, when the job has one."""
+        if self.run.data.val is not None:
+            accuracy = evaluate(self.run.distiller.export_student(), self.run.data.val, device=self.run.runtime.device)
+            self.log.report(validation_points(accuracy, self.global_step, epoch))
+
+    def checkpoint(self, epoch: int, step: int) -> None:
+        """Save the run so that it resumes at ``(epoch, step)``."""
+        path = save_run(self.run, ResumeState(epoch, step, self.global_step, self.log.history))
+        self.callbacks.on_checkpoint(path, self.global_step)
+
+    def progress(self, epoch: int) -> Progress:
+        return Progress(epoch + 1, self.config.epochs, self.global_step, self.run.total_steps)
