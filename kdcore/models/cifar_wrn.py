@@ -1,10 +1,14 @@
-"""Wide ResNets for CIFAR (Zagoruyko & Komodakis 2016): WRN-depth-width, pre-activation blocks."""
+"""Wide ResNets for CIFAR (Zagoruyko & Komodakis 2016): WRN-depth-width, pre-activation blocks.
+
+Stages, stage outputs and the head are :class:`~kdcore.models.cifar_stages.CifarStagedNet`'s.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
+from kdcore.models.cifar_stages import CifarStagedNet
 from kdcore.models.registry import register_model
 
 
@@ -25,46 +29,15 @@ class WideBlock(nn.Module):
         return out + (x if self.shortcut is None else self.shortcut(pre))
 
 
-class CifarWideResNet(nn.Module):
+class CifarWideResNet(CifarStagedNet):
+    """Stem (3×3 conv) then three stages of pre-activation blocks, a final BN + ReLU, global pooling and a linear head."""
+
     def __init__(self, depth: int, widen: int, num_classes: int = 10, in_chans: int = 3) -> None:
-        super().__init__()
         if (depth - 4) % 6 != 0:
             raise ValueError("WRN depth must be 6n+4")
-        blocks = (depth - 4) // 6
         widths = (16, 16 * widen, 32 * widen, 64 * widen)
-        self.num_classes = num_classes
-        self.stem = nn.Conv2d(in_chans, widths[0], 3, 1, 1, bias=False)
-        stages = []
-        in_chs = widths[0]
-        for index, out_chs in enumerate(widths[1:]):
-            stride = 1 if index == 0 else 2
-            layers = [WideBlock(in_chs, out_chs, stride)] + [WideBlock(out_chs, out_chs, 1) for _ in range(blocks - 1)]
-            stages.append(nn.Sequential(*layers))
-            in_chs = out_chs
-        self.stages = nn.Sequential(*stages)
-        self.final_norm = nn.Sequential(nn.BatchNorm2d(in_chs), nn.ReLU())
-        self.num_features = in_chs
-        self.fc = nn.Linear(in_chs, num_classes)
-        self.feature_info = [{"num_chs": w, "reduction": r, "module": f"stages.{i}"} for i, (w, r) in enumerate(zip(widths[1:], (1, 2, 4), strict=True))]
-
-    def forward_intermediates(self, x: Tensor, indices: list[int] | None = None, intermediates_only: bool = False, **_: object):
-        features = []
-        x = self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-            features.append(x)
-        x = self.final_norm(x)
-        features[-1] = x
-        if indices is not None:
-            features = [features[i] for i in indices]
-        return features if intermediates_only else (x, features)
-
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.final_norm(self.stages(self.stem(x))))
+        final_norm = nn.Sequential(nn.BatchNorm2d(widths[-1]), nn.ReLU())
+        super().__init__(nn.Conv2d(in_chans, widths[0], 3, 1, 1, bias=False), WideBlock, widths, (depth - 4) // 6, num_classes, final_norm)
 
 
 def _builder(depth: int, widen: int):
