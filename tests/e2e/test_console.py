@@ -1,0 +1,156 @@
+"""The web console (``/ui``) in a real headless Chromium driven by Playwright, against the real API and worker:
+sign in, add a teacher and a dataset through the forms, submit a job from the form, watch it finish live
+(the SSE stream read with fetch and the bearer header), download the student and compare it with the API's bytes.
+
+Set DISTILLERY_CONSOLE_SCREENSHOT=docs/console.png to also write the job page's screenshot there (README's picture).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from datasets import digits_zip
+
+from e2e.conftest import start_service, stop_service
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+CHROMIUM = Path("/usr/bin/chromium")
+if importlib.util.find_spec("playwright") is None:
+    pytest.skip("the playwright package is not installed (pip install -e '.[dev]'), so the console is untested", allow_module_level=True)
+if not CHROMIUM.exists():
+    pytest.skip("no Chromium at /usr/bin/chromium ('make install' installs it when run as root: apt-get install chromium)", allow_module_level=True)
+
+from playwright.sync_api import Page, Request, expect, sync_playwright  # noqa: E402
+
+JOB_TIMEOUT_MS = 300_000
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    svc = start_service("embedded", tmp_path_factory.mktemp("svc-console"))
+    yield svc
+    stop_service(svc)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM))
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, deployment):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    yield context.new_page()
+    context.close()
+
+
+@pytest.fixture
+def requests_seen(page) -> list[Request]:
+    seen: list[Request] = []
+    page.on("request", lambda request: seen.append(request))  # Playwright wraps Python functions, not builtins
+    return seen
+
+
+def sign_in(page: Page, url: str, key: str) -> None:
+    page.goto(f"{url}/ui")
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Jobs")).to_be_visible()
+
+
+def test_sign_in_keeps_the_key_in_session_storage_and_the_header_only(page, requests_seen, deployment):
+    page.goto(f"{deployment.url}/ui")
+    page.get_by_label("API key").fill("dk_not_a_key")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#notice")).to_contain_text("API key is not valid")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+
+    sign_in(page, deployment.url, deployment.key)
+    assert page.evaluate("sessionStorage.getItem('distillery.apiKey')") == deployment.key
+    assert page.evaluate("localStorage.length") == 0 and page.context.cookies() == []
+    api_calls = [r for r in requests_seen if "/v1/" in r.url]
+    assert api_calls and all(deployment.key not in r.url for r in requests_seen)
+    assert api_calls[-1].headers["authorization"] == f"Bearer {deployment.key}"
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert page.evaluate("sessionStorage.length") == 0
+
+
+def test_forms_submit_a_job_that_finishes_live_and_its_student_downloads(page, requests_seen, deployment, trained_teacher, tmp_path):
+    sign_in(page, deployment.url, deployment.key)
+
+    page.get_by_role("link", name="Teachers").click()
+    teacher_form = page.locator("#teacher-form")
+    teacher_form.get_by_label("Model file").set_input_files(str(trained_teacher["path"]))
+    teacher_form.get_by_label("Architecture").fill("cifar_resnet8")
+    teacher_form.get_by_label("Classes").fill("10")
+    teacher_form.get_by_label("Input size").fill("3,32,32")
+    teacher_form.get_by_label("Name", exact=True).fill("digits teacher")
+    teacher_form.get_by_role("button", name="Add teacher").click()
+    expect(page.locator("#notice")).to_contain_text("added")
+    expect(page.locator("#teachers-rows")).to_contain_text("digits teacher")
+
+    page.get_by_role("link", name="Datasets").click()
+    archive = digits_zip(tmp_path / "digits.zip", size=16, per_class_limit=24)
+    page.locator("#dataset-form").get_by_label("Archive").set_input_files(str(archive))
+    page.locator("#dataset-form").get_by_label("Name", exact=True).fill("digits 16px")
+    page.get_by_role("button", name="Upload dataset").click()
+    expect(page.locator("#datasets-rows")).to_contain_text("digits 16px")
+
+    page.get_by_role("link", name="New job").first.click()
+    form = page.locator("#job-form")
+    form.get_by_label("Method").select_option("kd")
+    form.get_by_label("Name", exact=True).fill("console kd")
+    form.get_by_label("digits teacher").check()
+    form.get_by_label("Dataset").select_option(label=re.compile("digits 16px"))
+    form.get_by_label("Epochs").fill("3")
+    form.get_by_label("Batch size").fill("32")
+    form.get_by_label("Input size").fill("3,16,16")
+    form.get_by_label("Augmentation").select_option("none")
+    form.get_by_label("Hyperparameters (JSON)").fill('{"temperature": 4.0}')
+    form.get_by_role("button", name="Submit job").click()
+
+    expect(page).to_have_url(re.compile(r"/ui#/jobs/job_[0-9a-f]+$"))
+    job_id = page.url.rsplit("/", 1)[-1]
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=JOB_TIMEOUT_MS)
+    expect(page.locator("#job-events")).to_contain_text("status → succeeded")
+    expect(page.locator("#chart-loss polyline[data-series='train/loss']")).to_have_count(1)
+    expect(page.locator("#chart-accuracy polyline[data-series='val/top1']")).to_have_count(1)
+    stream = [r for r in requests_seen if f"/v1/jobs/{job_id}/events" in r.url]
+    assert stream and stream[0].headers["authorization"] == f"Bearer {deployment.key}", "the live view must read the SSE stream with the bearer header"
+
+    client = deployment.client()
+    job = client.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "succeeded" and job["spec"]["teachers"] and job["spec"]["training"]["epochs"] == 3, job
+    assert job["spec"]["hyperparams"]["temperature"] == 4.0
+    expect(page.locator("#job-metrics")).to_contain_text(f"{job['metrics']['val/top1'] * 100:.1f}%")
+    artifacts = {a["kind"]: a for a in client.get(f"/v1/jobs/{job_id}/artifacts").json()["items"]}
+    student = artifacts["student_safetensors"]
+    row = page.locator("#job-artifacts tr", has_text="student_safetensors")
+    with page.expect_download() as download_info:
+        row.get_by_role("button", name="Download").click()
+    download = download_info.value
+    assert download.suggested_filename == student["filename"]
+    saved = tmp_path / "downloaded.safetensors"
+    download.save_as(saved)
+    assert saved.read_bytes() == client.get(f"/v1/artifacts/{student['id']}").content
+
+    report = page.frame_locator("#job-report")
+    expect(report.get_by_role("heading", name="console kd")).to_be_visible()
+
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(tmp_path / "console.png"))
+    if os.environ.get("DISTILLERY_CONSOLE_SCREENSHOT"):
+        shutil.copyfile(tmp_path / "console.png", os.environ["DISTILLERY_CONSOLE_SCREENSHOT"])
+
+    page.get_by_role("link", name="Jobs").first.click()
+    expect(page.locator(f"#job-row-{job_id}")).to_contain_text("succeeded")
