@@ -1,16 +1,19 @@
-"""The few MLflow tracking-server calls the registry hand-off needs, over its REST API with httpx.
+"""The few MLflow tracking-server calls Distillery needs, over its REST API with httpx: the worker's
+registry hand-off writes runs and model versions, the API reads a registered model as a teacher.
 
 Speaking HTTP keeps the ``mlflow`` package and its dependency tree out of the product's runtime.
 The endpoints are the documented ones of MLflow 2 and 3: ``/api/2.0/mlflow/...`` for tracking and
 the model registry, and the artifacts proxy ``/api/2.0/mlflow-artifacts/artifacts/...`` that
-``mlflow server`` serves by default, so the worker needs no credentials for the artifact store
-behind it. Every failure becomes an :class:`MlflowError` whose message is a sentence for the job.
+``mlflow server`` serves by default, so neither needs credentials for the artifact store behind it.
+Every failure becomes an :class:`MlflowError` whose message is a sentence for the job or the user.
 """
 
 from __future__ import annotations
 
 import posixpath
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -20,6 +23,7 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ARTIFACTS_PROXY = "/api/2.0/mlflow-artifacts/artifacts"
+DOWNLOAD_CHUNK = 1 << 20
 PARAMS_PER_CALL = 100  # MLflow's log-batch limits
 METRICS_PER_CALL = 1000
 
@@ -138,6 +142,55 @@ class MlflowRest:
             )
         path = f"{ARTIFACTS_PROXY}/{quote(posixpath.join(parts.path.strip('/'), relative))}"
         return f"{self.http.base_url.scheme}://{parts.netloc}{path}" if parts.netloc else path
+
+    def _served_path(self, artifact_uri: str) -> str:
+        """The proxy path of ``mlflow-artifacts:/…`` on this tracking server; refuses other schemes and other hosts.
+
+        Model versions name their own source, so reading one must not send requests wherever a registry entry points.
+        """
+        parts = urlsplit(artifact_uri)
+        if parts.scheme != "mlflow-artifacts" or parts.netloc not in ("", self.http.base_url.netloc.decode()):
+            raise MlflowError(
+                f"the model's files are at {artifact_uri!r}, which Distillery does not read: it reads a registered model only through the artifacts "
+                f"proxy of the tracking server itself ({self.tracking_uri}, 'mlflow-artifacts:/…' locations); register the model from a run logged to that server"
+            )
+        return parts.path.strip("/")
+
+    def model_version_uri(self, name: str, version: str) -> str:
+        """Where the registry keeps the files of version ``version`` of ``name`` (what ``models:/name/version`` means)."""
+        found = self._call(
+            "GET",
+            "/api/2.0/mlflow/model-versions/get-download-uri",
+            f"find version {version} of registered model {name!r}",
+            params={"name": name, "version": version},
+        )
+        return str(found["artifact_uri"])
+
+    def alias_version(self, name: str, alias: str) -> str:
+        """The version an alias (``models:/name@alias``) points at."""
+        found = self._call(
+            "GET", "/api/2.0/mlflow/registered-models/alias", f"find alias {alias!r} of registered model {name!r}", params={"name": name, "alias": alias}
+        )
+        return str(found["model_version"]["version"])
+
+    def list_files(self, artifact_uri: str) -> list[str]:
+        """Names of the files directly under a served artifact folder; empty for a file or a missing folder."""
+        listing = self._call("GET", ARTIFACTS_PROXY, f"list the files at {artifact_uri}", params={"path": self._served_path(artifact_uri)})
+        return [item["path"].rsplit("/", 1)[-1] for item in listing.get("files", []) if not item.get("is_dir")]
+
+    @contextmanager
+    def download(self, artifact_uri: str) -> Iterator[Iterator[bytes]]:
+        """The bytes of one served artifact, streamed in chunks."""
+        url = f"{ARTIFACTS_PROXY}/{quote(self._served_path(artifact_uri))}"
+        what = f"download {artifact_uri}"
+        try:
+            with self.http.stream("GET", url) as response:
+                if not response.is_success:
+                    response.read()
+                    raise MlflowError(f"MLflow at {self.tracking_uri} refused to {what}: HTTP {response.status_code} {response.text[:300]}".strip())
+                yield response.iter_bytes(DOWNLOAD_CHUNK)
+        except httpx.HTTPError as exc:
+            raise MlflowError(f"could not {what} from MLflow at {self.tracking_uri} ({type(exc).__name__}: {exc})") from exc
 
     def upload(self, artifact_uri: str, relative: str, path: Path) -> None:
         with open(path, "rb") as handle:  # httpx streams a real file with its Content-Length

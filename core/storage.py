@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -31,9 +32,14 @@ class StoredObject:
 
 
 def copy_hashed(source: BinaryIO, sink: BinaryIO, limit: int | None = None) -> tuple[int, str]:
+    return copy_chunks_hashed(iter(lambda: source.read(CHUNK), b""), sink, limit)
+
+
+def copy_chunks_hashed(chunks: Iterable[bytes], sink: BinaryIO, limit: int | None = None) -> tuple[int, str]:
+    """Write the chunks to ``sink``; (size, sha256); UploadTooLarge as soon as the size passes ``limit``."""
     digest = hashlib.sha256()
     size = 0
-    while chunk := source.read(CHUNK):
+    for chunk in chunks:
         size += len(chunk)
         if limit is not None and size > limit:
             raise UploadTooLarge(limit)

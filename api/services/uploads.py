@@ -4,8 +4,8 @@ and keep each tenant under its storage quota (teachers + datasets + artifacts)."
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from fastapi import UploadFile
@@ -15,29 +15,39 @@ from sqlalchemy.orm import Session
 from api.errors import ApiError
 from core.config import Settings
 from core.models import ArtifactRow, DatasetRow, TeacherRow
-from core.storage import UploadTooLarge, copy_hashed
+from core.storage import CHUNK, UploadTooLarge, copy_chunks_hashed
 
 QUOTA_RETRY_AFTER_S = 3600
 
 
 @contextmanager
-def spooled_upload(upload: UploadFile, settings: Settings, suffix: str = "") -> Iterator[tuple[Path, int, str]]:
-    """Yield (path, size, sha256) of the upload on local disk; the file is removed afterwards."""
+def spooled(chunks: Iterable[bytes], settings: Settings, suffix: str, what: str, empty_hint: str) -> Iterator[tuple[Path, int, str]]:
+    """Yield (path, size, sha256) of the streamed bytes on local disk; the file is removed afterwards.
+
+    ``what`` names the bytes in the refusals (e.g. "the upload"), ``empty_hint`` says what to do about an empty one.
+    """
     scratch = settings.resolved_data_dir / "tmp"
     scratch.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=scratch, suffix=suffix, delete=False) as sink:
         path = Path(sink.name)
         try:
-            size, digest = copy_hashed(upload.file, sink, settings.max_upload_bytes)
-        except UploadTooLarge:
+            size, digest = copy_chunks_hashed(chunks, sink, settings.max_upload_bytes)
+        except BaseException as exc:
             path.unlink(missing_ok=True)
-            raise ApiError(413, f"the upload is larger than the {settings.max_upload_bytes}-byte limit (DISTILLERY_MAX_UPLOAD_BYTES)") from None
+            if isinstance(exc, UploadTooLarge):
+                raise ApiError(413, f"{what} is larger than the {settings.max_upload_bytes}-byte limit (DISTILLERY_MAX_UPLOAD_BYTES)") from None
+            raise
     try:
         if size == 0:
-            raise ApiError(422, "the uploaded file is empty; send the file in the multipart field 'file'")
+            raise ApiError(422, f"{what} is empty; {empty_hint}")
         yield path, size, digest
     finally:
         path.unlink(missing_ok=True)
+
+
+def spooled_upload(upload: UploadFile, settings: Settings, suffix: str = "") -> AbstractContextManager[tuple[Path, int, str]]:
+    """Yield (path, size, sha256) of the upload on local disk; the file is removed afterwards."""
+    return spooled(iter(lambda: upload.file.read(CHUNK), b""), settings, suffix, "the upload", "send the file in the multipart field 'file'")
 
 
 def tenant_storage_bytes(session: Session, tenant: str) -> int:
