@@ -13,7 +13,7 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from kdcore.data import ImageSet, load_split
+from kdcore.data.pipeline import Split, open_splits
 from kdcore.errors import BadDataset, BadSpec, BadTeacher
 from kdcore.methods import Distiller, Hyperparams, MethodContext
 from kdcore.models.features import supports_features
@@ -27,10 +27,13 @@ DEFAULT_INPUT_SIZE = (3, 32, 32)
 
 @dataclass
 class RunData:
-    train: ImageSet | None
-    val: ImageSet | None
+    """The splits, in memory (``ImageSet``) or streamed (``StreamedSplit``, then ``streamed`` is set)."""
+
+    train: Split | None
+    val: Split | None
     num_classes: int
     input_size: tuple[int, int, int]
+    streamed: bool = False
 
 
 def resolve_input_size(spec: JobSpec) -> tuple[int, int, int]:
@@ -49,12 +52,12 @@ def load_data(spec: JobSpec, method: type[Distiller]) -> RunData:
         if not spec.teachers:
             raise BadSpec("a data-free job needs a teacher to take num_classes from")
         return RunData(None, None, spec.teachers[0].num_classes, input_size)
-    train = load_split(spec.dataset, "train", input_size) if method.needs_dataset else None
-    val = load_split(spec.dataset, "val", input_size)
+    opened = open_splits(spec.dataset, spec.training, input_size, method.needs_dataset, spec.work_dir)
+    train, val = opened.train, opened.val
     for teacher in spec.teachers:
         if teacher.num_classes != val.num_classes:
             raise BadDataset(f"teacher {teacher.name or teacher.path.name} has {teacher.num_classes} classes but the dataset has {val.num_classes}")
-    return RunData(train, val, val.num_classes, input_size)
+    return RunData(train, val, val.num_classes, input_size, opened.streamed)
 
 
 def load_teachers(spec: JobSpec, method: type[Distiller]) -> list[Teacher]:

@@ -35,7 +35,13 @@ class TeacherSource(StrictModel):
 
 
 class DatasetSource(StrictModel):
-    """A built-in dataset by name, or an extracted ImageFolder tree with ``train/`` and ``val/``."""
+    """A built-in dataset by name, an extracted ImageFolder tree with ``train/`` and ``val/``, or a dataset
+    index (``kdcore.data.index``: WebDataset shards or ImageFolder objects behind a ``file://``/``s3://`` URI).
+
+    The last fields say how this machine reads it: sets whose decoded size at the job's input size
+    is at most ``memory_max_bytes`` are held in memory (``training.data_pipeline: auto``), larger
+    ones are streamed; remote shards are cached under ``shard_cache`` up to ``shard_cache_max_bytes``.
+    """
 
     builtin: str | None = None
     root: Path | None = None
@@ -67,7 +73,14 @@ class TrainingConfig(StrictModel):
     schedule: Literal["cosine", "step", "constant"] = "cosine"
     seed: int = 0
     input_size: InputSize | None = None
-    augment: Literal["flip_crop", "none"] = "flip_crop"
+    augment: Literal["flip_crop", "none", "imagenet", "cifar"] = Field(
+        default="flip_crop",
+        description="flip_crop: padded random crop + flip; cifar: pad-4 crop + flip; imagenet: RandomResizedCrop + flip (val: Resize + CenterCrop 0.875); none",
+    )
+    data_pipeline: Literal["auto", "memory", "stream"] = Field(
+        default="auto", description="memory: decode the set once and hold it; stream: loader workers decode each batch; auto: memory when it fits the server's budget"
+    )
+    loader_workers: int | None = Field(default=None, ge=0, le=64, description="streamed path's decoding processes (default: from the CPU count; 0 decodes in the trainer)")
     teacher_cache: Literal["auto", "off"] = "auto"
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     channels_last: Literal["auto", "on", "off"] | bool = "auto"
@@ -76,6 +89,11 @@ class TrainingConfig(StrictModel):
     checkpoint_every_steps: int = Field(default=200, ge=1)
     time_limit_s: float | None = Field(default=None, gt=0)
     log_every_steps: int = Field(default=10, ge=1)
+    index: Path | None = None
+    memory_max_bytes: int = Field(default=2 * 1024**3, ge=0)
+    shard_cache: Path | None = Field(default=None, description="default: <work_dir>/shard-cache")
+    shard_cache_max_bytes: int = Field(default=50 * 1024**3, ge=1)
+    s3_endpoint_url: str | None = None
     steps_per_epoch: int | None = Field(
         default=None, ge=1, le=1_000_000, description="data-free methods only: synthetic batches per epoch (default: the method's)"
     )
