@@ -41,16 +41,6 @@ def test_at_step_trains_student_only_and_sums_every_stage(tmp_path):
     torch.testing.assert_close(out["loss/at"], expected, rtol=1e-4, atol=1e-6)
 
 
-def test_at_has_no_training_only_parameters_and_keeps_the_teacher_out_of_its_state(tmp_path):
-    distiller, _ = _distiller(tmp_path)
-    plain = make_student()
-    assert distiller.export_student() is distiller.student
-    assert sum(p.numel() for p in distiller.export_student().parameters()) == sum(p.numel() for p in plain.parameters())
-    own = [k for k in distiller.state_dict() if not k.startswith("teachers.")]
-    assert all(k.startswith("student.") for k in own)
-    assert set(own) == {f"student.{k}" for k in plain.state_dict()}
-
-
 def test_at_works_with_a_timm_student_at_another_resolution(tmp_path):
     pytest.importorskip("timm")
     distiller, _ = _distiller(tmp_path, "resnet10t", (3, 32, 32))

@@ -52,23 +52,6 @@ def test_byot_losses_match_the_official_formulas():
     torch.testing.assert_close(out["loss/exit_feature"], feature)
 
 
-def test_byot_drops_its_exits_at_export_and_round_trips_them():
-    distiller = _distiller()
-    distiller.train()
-    distiller(make_batch(), STEP)["loss"].backward()
-    torch.optim.SGD(distiller.trainable_parameters(), lr=0.1).step()
-    plain = make_student()
-    exported = distiller.export_student()
-    assert exported is distiller.student
-    assert sum(p.numel() for p in exported.parameters()) == sum(p.numel() for p in plain.parameters())
-    state = distiller.state_dict()
-    assert {k.split(".")[0] for k in state} == {"student", "exits", "adaptations"}
-    fresh = _distiller()
-    fresh.load_state_dict(state)
-    for key, value in fresh.state_dict().items():
-        torch.testing.assert_close(value, state[key])
-
-
 def test_byot_works_with_a_timm_student():
     pytest.importorskip("timm")
     distiller = _distiller("resnet10t", (3, 32, 32))

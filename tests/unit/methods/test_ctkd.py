@@ -106,20 +106,6 @@ def test_instance_mode_gives_one_temperature_per_sample(tmp_path):
     assert all(g is not None and g.abs().sum() > 0 for g in mlp_grads)
 
 
-def test_state_round_trips_and_export_has_no_temperature(tmp_path):
-    distiller, teacher = build(tmp_path, mode="instance")
-    with torch.no_grad():
-        distiller.temperature.predictor.mlp[2].bias.fill_(-0.7)
-    state = {k: v for k, v in distiller.state_dict().items() if not k.startswith("teachers.")}
-    assert "temperature.predictor.mlp.2.bias" in state
-    fresh = get_method("ctkd")(make_student(), [teacher], get_method("ctkd").Hyperparams(mode="instance"), make_context())
-    fresh.load_state_dict(state, strict=False)
-    torch.testing.assert_close(fresh.temperature.predictor.mlp[2].bias, torch.tensor([-0.7]))
-    exported = distiller.export_student()
-    assert exported is distiller.student
-    assert not any("temperature" in k for k in exported.state_dict())
-
-
 def test_kd_keeps_a_fixed_temperature_by_default_and_takes_a_curriculum(tmp_path):
     kd = get_method("kd")
     teacher = make_teacher(tmp_path)

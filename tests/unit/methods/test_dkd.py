@@ -42,21 +42,6 @@ def test_step_loss_is_ce_plus_ramped_dkd(tmp_path, epoch, ramp):
     torch.testing.assert_close(out["loss"], out["loss/ce"] + out["loss/kd"])
 
 
-def test_step_trains_student_and_leaves_teacher_untouched(tmp_path):
-    distiller, teacher = build(tmp_path)
-    before = {k: v.clone() for k, v in teacher.state_dict().items()}
-    distiller.train()
-    assert not teacher.training
-    out = distiller(make_batch(), StepInfo(0, 0, 0, 4, 2))
-    out["loss"].backward()
-    assert all(p.grad is None for p in teacher.parameters())
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in distiller.student.parameters())
-    for key, value in teacher.state_dict().items():
-        torch.testing.assert_close(value, before[key])
-    assert distiller.export_student() is distiller.student
-    assert distiller.signals() == {}
-
-
 @pytest.mark.parametrize("mode", ["global", "instance"])
 def test_curriculum_temperature_dkd_runs_and_learns_tau(tmp_path, mode):
     distiller, teacher = build(tmp_path, temperature="curriculum", curriculum={"mode": mode})
@@ -69,4 +54,3 @@ def test_curriculum_temperature_dkd_runs_and_learns_tau(tmp_path, mode):
     assert 1.0 < signals["temperature"] < 21.0 and signals["grl_lambda"] > 0
     state = {k: v for k, v in distiller.state_dict().items() if not k.startswith("teachers.")}
     assert any(k.startswith("curriculum.") for k in state)
-    assert not any("curriculum" in k for k in distiller.export_student().state_dict())

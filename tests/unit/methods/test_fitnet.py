@@ -59,23 +59,6 @@ def test_fitnet_uses_the_middle_stage_and_trains_student_and_regressor(tmp_path)
     torch.testing.assert_close(out["loss/hint"], expected, rtol=1e-4, atol=1e-5)
 
 
-def test_fitnet_exports_the_plain_student_and_round_trips_its_regressor(tmp_path):
-    distiller, _ = _distiller(tmp_path)
-    distiller.train()
-    distiller(make_batch(), STEP)["loss"].backward()
-    torch.optim.SGD(distiller.trainable_parameters(), lr=0.1).step()
-    plain = make_student()
-    exported = distiller.export_student()
-    assert exported is distiller.student
-    assert sum(p.numel() for p in exported.parameters()) == sum(p.numel() for p in plain.parameters())
-    state = {k: v for k, v in distiller.state_dict().items() if not k.startswith("teachers.")}
-    assert {k.split(".")[0] for k in state} == {"student", "regressor"}
-    fresh, _ = _distiller(tmp_path)
-    fresh.load_state_dict(state, strict=False)
-    for key, value in fresh.regressor.state_dict().items():
-        torch.testing.assert_close(value, distiller.regressor.state_dict()[key])
-
-
 def test_fitnet_rejects_an_out_of_range_hint_stage(tmp_path):
     with pytest.raises(BadSpec):
         _distiller(tmp_path, hint_stage=3)

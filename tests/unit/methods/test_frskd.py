@@ -63,19 +63,3 @@ def test_frskd_distillation_terms_do_not_train_the_self_teacher():
     out = distiller(make_batch(), STEP)
     (out["loss/kd"] + out["loss/at"]).backward()
     assert all(p.grad is None for p in distiller.self_teacher.parameters())
-
-
-def test_frskd_drops_the_self_teacher_at_export_and_round_trips_it():
-    distiller = _distiller().train()
-    distiller(make_batch(), STEP)["loss"].backward()
-    torch.optim.SGD(distiller.trainable_parameters(), lr=0.1).step()
-    plain = make_student()
-    exported = distiller.export_student()
-    assert exported is distiller.student
-    assert sum(p.numel() for p in exported.parameters()) == sum(p.numel() for p in plain.parameters())
-    state = distiller.state_dict()
-    assert {k.split(".")[0] for k in state} == {"student", "self_teacher"}
-    fresh = _distiller()
-    fresh.load_state_dict(state)
-    for key, value in fresh.state_dict().items():
-        torch.testing.assert_close(value, state[key])

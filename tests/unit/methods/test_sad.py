@@ -61,9 +61,8 @@ def test_sad_detach_target_stops_the_gradient_at_the_deepest_stage():
     assert all(p.grad is None for p in distiller.student.model.stages[2].parameters())
 
 
-def test_sad_has_no_method_modules_and_exports_the_plain_student():
+def test_sad_adds_no_modules_to_the_student():
     distiller = _distiller()
     plain = make_student()
-    assert distiller.export_student() is distiller.student
     assert set(distiller.state_dict()) == {f"student.{k}" for k in plain.state_dict()}
     assert sum(p.numel() for p in distiller.trainable_parameters()) == sum(p.numel() for p in plain.parameters())
