@@ -1,7 +1,8 @@
 """The Celery app. JSON only, late acks, one message at a time, one job per child process.
 
 With no ``DISTILLERY_BROKER_URL`` it uses kombu's filesystem transport under the data folder, so
-the embedded default needs no broker server. ``worker_max_tasks_per_child=1`` gives every job a
+the embedded default needs no broker server, through ``core.broker_filesystem`` (whole messages only,
+an unreadable one set aside in ``broker/bad``). ``worker_max_tasks_per_child=1`` gives every job a
 fresh process: a crash, a leak or a CUDA context never outlives its job.
 """
 
@@ -18,15 +19,17 @@ def _make_app() -> Celery:
     settings = get_settings()
     app = Celery("distillery")
     options: dict = {"visibility_timeout": 24 * 3600}
+    transport = None
     if settings.uses_embedded_broker:
         folder = settings.broker_folder
         for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
-        broker = "filesystem://"
+        broker, transport = "filesystem://", "core.broker_filesystem:Transport"
         options = {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"),
+            "bad_folder": str(folder / "bad"),
             "control_folder": str(folder / "control"),
             "store_processed": False,
             "polling_interval": 0.1,
@@ -35,6 +38,7 @@ def _make_app() -> Celery:
         broker = settings.broker_url
     app.conf.update(
         broker_url=broker,
+        broker_transport=transport,
         broker_transport_options=options,
         broker_connection_retry_on_startup=True,
         task_serializer="json",

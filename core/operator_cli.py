@@ -9,10 +9,8 @@ neither of them.
 from __future__ import annotations
 
 import argparse
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import migrations
@@ -79,30 +77,6 @@ def worker_command(concurrency: int | None = None) -> list[str]:
     ]
 
 
-def _run_together(commands: list[list[str]]) -> int:
-    """Start the processes, stop all of them when one ends or on Ctrl-C/SIGTERM."""
-    processes = [subprocess.Popen(cmd) for cmd in commands]
-
-    def stop(*_: object) -> None:
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    try:
-        while all(p.poll() is None for p in processes):
-            time.sleep(0.5)
-    finally:
-        stop()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-    return max((p.returncode or 0) for p in processes)
-
-
 def add_operator_commands(commands: argparse._SubParsersAction) -> None:
     commands.add_parser("up", help="migrate, then run the API and one worker together").set_defaults(operator_command=_up)
     commands.add_parser("api", help="run the HTTP API").set_defaults(operator_command=_api)
@@ -119,7 +93,9 @@ def add_operator_commands(commands: argparse._SubParsersAction) -> None:
 
 def _up(args: argparse.Namespace) -> int:
     migrate()
-    return _run_together([api_command(), worker_command()])
+    from core.supervisor import supervise
+
+    return supervise(api_command(), [worker_command()])
 
 
 def _api(args: argparse.Namespace) -> int:
