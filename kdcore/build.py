@@ -113,9 +113,14 @@ def build_distiller(
 
 
 def build_optimizer(config: TrainingConfig, distiller: Distiller) -> torch.optim.Optimizer:
+    """One optimizer over the distiller's trainable groups; a group may set its own ``lr`` or ``weight_decay``.
+
+    SGD is plain momentum SGD, as the official code trains (mdistiller, RepDistiller, CTKD, MEAL V2,
+    BAKE): no Nesterov.
+    """
     params = [group for group in distiller.param_groups() if group["params"]]
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=config.momentum > 0)
+        return torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum, weight_decay=config.weight_decay)
     return torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
 
 

@@ -5,7 +5,8 @@ The student, started from pretrained weights (``student.init``), learns only fro
 soft cross-entropy to the mean of their softmax outputs (τ 1), no hard labels, plus a small
 discriminator on logits that tells student outputs from the teachers' (BCE-with-logits, student
 target [1,0], teacher target [0,1]). Both losses are summed with weight 1 and taken in one joint
-step; the discriminator's parameters sit in their own optimizer group with lr 1e-4.
+step of the trainer's momentum SGD; the discriminator's parameters sit in their own group, without
+weight decay.
 
 Follows the official code (szq0214/MEAL-V2 ``models/discriminator.py``, ``loss.py``, ``train.py``,
 ``extensions/teacher_wrapper.py``), including where it departs from a GAN reading:
@@ -16,9 +17,14 @@ Follows the official code (szq0214/MEAL-V2 ``models/discriminator.py``, ``loss.p
   Official code only ever builds it for C = 1000; for small C its widths reach 0 (C = 10) or a
   single ReLU unit that is dead half the time, so hidden layers here are at least 8 wide (exactly
   the official widths from C = 512 up).
-- official ``train.py`` resets every group's lr to the student's each epoch, which overrides its
-  own ``--d_lr 1e-4``; we keep the intended 1e-4 (``discriminator_lr: null`` reproduces the override),
-  which the trainer's lr schedule then scales like the student's.
+- learning rate: official ``train.py`` (and ``FKD_train.py``) set every group's lr to the student's
+  at the start of every epoch, before the first step, so its ``--d_lr 1e-4`` is never used and the
+  discriminator trains at the student's lr. So it does here by default (``discriminator_lr: null``);
+  a number gives the discriminator its own lr, which the trainer's schedule scales like the student's.
+- weight decay: the official optimizer has none at all (``--weight-decay 0``). The discriminator's
+  group has none here; the student takes ``training.weight_decay`` (default 5e-4): set it to 0, with
+  SGD lr 0.01 dropped ×0.1 late (official ``LR_REGIME`` 0.01 to epoch 100, then 0.001), for the
+  official run.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from kdcore.methods.registry import register_method
 class MealV2Hyperparams(Hyperparams):
     temperature: float = Field(default=1.0, gt=0.0, le=100.0)
     discriminator_weight: float = Field(default=1.0, ge=0.0)
-    discriminator_lr: float | None = Field(default=1e-4, gt=0.0)
+    discriminator_lr: float | None = Field(default=None, gt=0.0, description="null: the student's lr, as the official run ends up using")
     discriminator_reduction: int = Field(default=8, ge=1)
 
 
@@ -102,12 +108,13 @@ class MealV2(Distiller[MealV2Hyperparams]):
         return with_total(logits, {"kd": soft_cross_entropy(logits, targets), "disc": self.hparams.discriminator_weight * disc})
 
     def param_groups(self) -> list[dict[str, Any]]:
-        """The discriminator in its own group at ``discriminator_lr`` (official ``create_discriminator_criterion``)."""
-        if self.hparams.discriminator_lr is None:
-            return [{"params": self.trainable_parameters()}]
+        """The discriminator in its own group without weight decay, at the student's lr or ``discriminator_lr``."""
         own = {id(p) for p in self.discriminator.parameters()}
         rest = [p for p in self.trainable_parameters() if id(p) not in own]
-        return [{"params": rest}, {"params": list(self.discriminator.parameters()), "lr": self.hparams.discriminator_lr}]
+        discriminator: dict[str, Any] = {"params": list(self.discriminator.parameters()), "weight_decay": 0.0}
+        if self.hparams.discriminator_lr is not None:
+            discriminator["lr"] = self.hparams.discriminator_lr
+        return [{"params": rest}, discriminator]
 
     def signals(self) -> dict[str, float]:
         """Share of the last batch's 2N rows the discriminator got right; a tie (both outputs 0 after its ReLU) counts as wrong."""

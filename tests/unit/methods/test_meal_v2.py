@@ -2,9 +2,11 @@ import torch
 from factories import make_batch, make_context, make_student, make_teacher
 from torch import nn
 
+from kdcore.build import build_optimizer
 from kdcore.losses import soft_cross_entropy
 from kdcore.methods import StepInfo, get_method
 from kdcore.methods.meal_v2 import LogitDiscriminator, discriminator_targets
+from kdcore.spec import TrainingConfig
 
 
 def build(tmp_path, teachers=2, **hparams):
@@ -16,7 +18,7 @@ def build(tmp_path, teachers=2, **hparams):
 def test_defaults_follow_the_official_code():
     method = get_method("meal_v2")
     hp = method.Hyperparams()
-    assert (hp.temperature, hp.discriminator_weight, hp.discriminator_lr, hp.discriminator_reduction) == (1.0, 1.0, 1e-4, 8)
+    assert (hp.temperature, hp.discriminator_weight, hp.discriminator_lr, hp.discriminator_reduction) == (1.0, 1.0, None, 8)
     assert method.teacher_count == (1, None)
 
 
@@ -66,18 +68,19 @@ def test_joint_step_trains_student_and_discriminator_never_the_teachers(tmp_path
             torch.testing.assert_close(value, state[key])
 
 
-def test_discriminator_group_has_its_own_learning_rate(tmp_path):
+def test_discriminator_group_has_no_weight_decay_and_the_students_lr_as_the_official_run(tmp_path):
     distiller, teachers = build(tmp_path, teachers=1)
-    groups = distiller.param_groups()
     disc = {id(p) for p in distiller.discriminator.parameters()}
-    assert len(groups) == 2 and groups[1]["lr"] == 1e-4 and {id(p) for p in groups[1]["params"]} == disc
-    assert {id(p) for p in groups[0]["params"]} == {id(p) for p in distiller.student.parameters()}
-    optimizer = torch.optim.SGD(groups, lr=0.1)
+    config = TrainingConfig(epochs=1, lr=0.1, weight_decay=5e-4)
+    optimizer = build_optimizer(config, distiller)
+    student_group, disc_group = optimizer.param_groups
+    assert {id(p) for p in disc_group["params"]} == disc and {id(p) for p in student_group["params"]} == {id(p) for p in distiller.student.parameters()}
+    assert (disc_group["lr"], disc_group["weight_decay"]) == (0.1, 0.0) and (student_group["lr"], student_group["weight_decay"]) == (0.1, 5e-4)
     distiller.train()
     distiller(make_batch(), StepInfo(0, 0, 0, 4, 2))["loss"].backward()
     weight = distiller.discriminator.layers[4].weight
-    expected = weight.detach() - 1e-4 * weight.grad
+    expected = weight.detach() - 0.1 * weight.grad
     optimizer.step()
     torch.testing.assert_close(weight.detach(), expected)
-    shared = get_method("meal_v2")(make_student(), teachers, get_method("meal_v2").Hyperparams(discriminator_lr=None), make_context())
-    assert len(shared.param_groups()) == 1 and "lr" not in shared.param_groups()[0]
+    own_lr = get_method("meal_v2")(make_student(), teachers, get_method("meal_v2").Hyperparams(discriminator_lr=1e-4), make_context())
+    assert build_optimizer(config, own_lr).param_groups[1]["lr"] == 1e-4
