@@ -22,7 +22,9 @@ DEFAULT_EXPORTS: list[ExportFormat] = ["safetensors", "torchscript", "onnx"]
 class StudentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     arch: str = Field(description="a timm, torchvision or kdcore architecture name, e.g. cifar_resnet8x4 or resnet10t")
-    init: str | None = Field(default=None, description="a teacher upload ID (tch_…) or artifact ID (art_…) holding weights to start from")
+    init: str | None = Field(
+        default=None, description="a teacher upload ID (tch_…), artifact ID (art_…) or checkpoint ID (ckpt_…) holding weights to start from"
+    )
 
 
 class RegistryRequest(BaseModel):

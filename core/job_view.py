@@ -27,6 +27,8 @@ def job_out(job: JobRow) -> Job:
         error=error,
         attempts=job.attempts,
         cancel_requested=job.cancel_requested,
+        phase=job.phase,
+        phases=job.phases or [],
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,

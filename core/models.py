@@ -91,6 +91,8 @@ class JobRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    phase: Mapped[str | None] = mapped_column(String(32), default=None)
+    phases: Mapped[list[Any]] = mapped_column(JSON, default=list)
     heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
     enqueued_at: Mapped[datetime | None] = mapped_column(default=None)
     worker: Mapped[str | None] = mapped_column(String(200), default=None)
@@ -141,10 +143,21 @@ class ArtifactRow(Base):
 
 
 class CheckpointRow(Base):
+    """A stored checkpoint: what a paused, retried or lost job resumes from, and a student users can download.
+
+    ``public_id`` (``ckpt_…``) is what the API shows; ``epoch`` is 1-based, the epoch of the step
+    it follows; ``metrics`` are the job's latest values at that step (``val/*`` at epoch ends).
+    """
+
     __tablename__ = "checkpoints"
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True, index=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     global_step: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[int | None] = mapped_column(Integer, default=None)
+    epoch_end: Mapped[bool] = mapped_column(Boolean, default=False)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
     storage_key: Mapped[str] = mapped_column(String(500))
     sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import make_engine
 from core.ids import new_id
-from core.jobstate import heartbeat, transition
-from core.models import ArtifactRow, Base, JobEvent, JobRow, Tenant
+from core.jobstate import heartbeat, reopen_failed, transition
+from core.models import ArtifactRow, Base, JobEvent, JobRow, Tenant, WebhookDelivery
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -125,3 +125,46 @@ def test_racing_claims_have_exactly_one_winner(sessions):
             job = session.get(JobRow, job_id)
             assert (job.worker, job.attempts) == (wins[0], 1)
         assert _statuses(sessions, job_id) == ["running"]
+
+
+def test_a_pausing_job_keeps_its_worker_and_phase_until_paused(sessions):
+    job_id = _job(sessions, "running", "w1")
+    with sessions() as session:
+        session.execute(JobRow.__table__.update().where(JobRow.id == job_id).values(phase="training"))
+        session.commit()
+        assert transition(session, job_id, {"running"}, "pausing")
+        assert heartbeat(session, job_id, "w1")
+        job = session.get(JobRow, job_id)
+        session.refresh(job)
+        assert (job.status, job.worker, job.phase) == ("pausing", "w1", "training")
+        assert transition(session, job_id, {"pausing"}, "paused", where={"worker": "w1"}, worker=None)
+        session.refresh(job)
+        assert (job.status, job.worker, job.phase, job.finished_at) == ("paused", None, None, None)
+        assert not heartbeat(session, job_id, "w1")
+        assert transition(session, job_id, {"paused"}, "queued")
+    assert _statuses(sessions, job_id) == ["pausing", "paused", "queued"]
+
+
+def test_only_a_failed_job_reopens_and_it_drops_its_failure_notice(sessions):
+    job_id = _job(sessions, "running", "w1")
+    with sessions() as session:
+        session.execute(JobRow.__table__.update().where(JobRow.id == job_id).values(spec={"webhook_url": "https://example.com/hook"}))
+        session.commit()
+        assert not reopen_failed(session, job_id)
+        assert transition(session, job_id, {"running"}, "failed", where={"worker": "w1"}, error_code="nan_loss", error_message="NaN")
+        assert session.scalar(select(func.count()).select_from(WebhookDelivery).where(WebhookDelivery.job_id == job_id)) == 1
+        assert reopen_failed(session, job_id, max_attempts=JobRow.attempts + 3)
+        job = session.get(JobRow, job_id)
+        session.refresh(job)
+        assert (job.status, job.error_code, job.error_message, job.finished_at, job.worker) == ("queued", None, None, None, None)
+        assert session.scalar(select(func.count()).select_from(WebhookDelivery).where(WebhookDelivery.job_id == job_id)) == 0
+        assert not reopen_failed(session, job_id)
+        assert transition(session, job_id, {"queued"}, "running", worker="w2")
+        assert transition(session, job_id, {"running"}, "failed", where={"worker": "w2"}, error_code="nan_loss", error_message="NaN again")
+        assert session.scalar(select(func.count()).select_from(WebhookDelivery).where(WebhookDelivery.job_id == job_id)) == 1
+    assert _statuses(sessions, job_id) == ["failed", "queued", "running", "failed"]
+    succeeded = _job(sessions, "running", "w1")
+    with sessions() as session:
+        assert transition(session, succeeded, {"running"}, "succeeded", where={"worker": "w1"})
+        assert not reopen_failed(session, succeeded)
+        assert session.get(JobRow, succeeded).status == "succeeded"
