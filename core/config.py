@@ -40,19 +40,6 @@ class Settings(BaseSettings):
     sse_ping_s: float = Field(default=15.0, gt=0, le=300, description="keep-alive comment interval on idle event streams")
     auth_cache_s: float = Field(default=5.0, ge=0, description="how long a checked API key is trusted without the database; 0 checks every request")
     tenant_max_storage_bytes: int = 200 * 1024**3
-    inmemory_max_bytes: int = Field(
-        default=2 * 1024**3,
-        ge=0,
-        description="datasets whose decoded size is at most this are held in memory by jobs; larger ones are streamed, and larger uploads become shards",
-    )
-    dataset_uri_prefixes: list[str] | None = Field(
-        default=None,
-        description='where tenants may register datasets by reference, as a JSON list of URI prefixes ("{tenant}" is the tenant ID); '
-        "default: the tenant's own <storage_url>/tenants/{tenant}/datasets/",
-    )
-    shard_bytes: int = Field(default=256 * 1024**2, ge=4096, description="size of the WebDataset shards a large upload is converted into")
-    shard_cache_max_bytes: int = Field(default=50 * 1024**3, ge=1, description="local disk a worker may fill with remote shards (least recently used evicted)")
-    dataset_verify_samples: int = Field(default=64, ge=1, le=100_000, description="images decoded when a dataset is registered by reference")
     worker_concurrency: int = 1
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
@@ -95,11 +82,6 @@ class Settings(BaseSettings):
     def extracted_dataset_dir(self, digest: str) -> Path:
         """Where an uploaded archive is kept extracted, by content hash, for every job that trains on it."""
         return self.resolved_data_dir / "cache" / "datasets" / digest
-
-    @property
-    def shard_cache_dir(self) -> Path:
-        """Where a worker keeps remote dataset shards between jobs (capped by ``shard_cache_max_bytes``)."""
-        return self.resolved_data_dir / "cache" / "shards"
 
     @property
     def work_dir(self) -> Path:

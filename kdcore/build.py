@@ -77,7 +77,10 @@ def load_teachers(spec: JobSpec, method: type[Distiller]) -> list[Teacher]:
 def build_student(spec: JobSpec, num_classes: int, input_size: tuple[int, int, int], method: type[Distiller]) -> PreprocessedModel:
     if not is_model(spec.student.arch):
         raise BadSpec(f"unknown student architecture {spec.student.arch!r}: use a timm or torchvision name or a kdcore one such as cifar_resnet8x4")
-    model = create_model(spec.student.arch, num_classes=num_classes, in_chans=input_size[0])
+    try:
+        model = create_model(spec.student.arch, num_classes=num_classes, in_chans=input_size[0], arch_kwargs=spec.student.arch_kwargs)
+    except ValueError as exc:
+        raise BadSpec(f"student: {exc}") from exc
     if spec.student.init is not None:
         fmt = "safetensors" if spec.student.init.suffix == ".safetensors" else "state_dict"
         result = model.load_state_dict(_read_state_dict(spec.student.init, fmt), strict=False)

@@ -8,6 +8,7 @@ tolerance is not published.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,10 @@ def _relative_error(reference: torch.Tensor, other: torch.Tensor) -> float:
     return float((reference - other).abs().max() / reference.abs().max().clamp_min(1e-6))
 
 
-def student_metadata(arch: str, num_classes: int, input_size: tuple[int, int, int], mean: Any, std: Any) -> dict[str, str]:
-    return {
+def student_metadata(
+    arch: str, num_classes: int, input_size: tuple[int, int, int], mean: Any, std: Any, arch_kwargs: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    meta = {
         "arch": arch,
         "num_classes": str(num_classes),
         "input_size": json.dumps(list(input_size)),
@@ -49,6 +52,9 @@ def student_metadata(arch: str, num_classes: int, input_size: tuple[int, int, in
         "std": json.dumps(list(std) if std is not None else None),
         "input_range": "[0,1]",
     }
+    if arch_kwargs:
+        meta["arch_kwargs"] = json.dumps(dict(arch_kwargs), sort_keys=True)
+    return meta
 
 
 def load_student_safetensors(path: Path) -> PreprocessedModel:
@@ -59,14 +65,21 @@ def load_student_safetensors(path: Path) -> PreprocessedModel:
     with safe_open(str(path), framework="pt") as handle:
         meta = handle.metadata()
     input_size = tuple(json.loads(meta["input_size"]))
-    model = create_model(meta["arch"], num_classes=int(meta["num_classes"]), in_chans=input_size[0])
+    arch_kwargs = json.loads(meta.get("arch_kwargs", "{}"))
+    model = create_model(meta["arch"], num_classes=int(meta["num_classes"]), in_chans=input_size[0], arch_kwargs=arch_kwargs)
     model.load_state_dict(load_file(str(path)))
     wrapped = PreprocessedModel(model, input_size, json.loads(meta["mean"]), json.loads(meta["std"]))
     return wrapped.eval()
 
 
 def export_student(
-    student: PreprocessedModel, arch: str, num_classes: int, input_size: tuple[int, int, int], formats: list[str], out_dir: Path
+    student: PreprocessedModel,
+    arch: str,
+    num_classes: int,
+    input_size: tuple[int, int, int],
+    formats: list[str],
+    out_dir: Path,
+    arch_kwargs: Mapping[str, Any] | None = None,
 ) -> list[ExportedFile]:
     out_dir.mkdir(parents=True, exist_ok=True)
     student = student.cpu().float().eval()
@@ -79,6 +92,7 @@ def export_student(
         input_size,
         student.preprocess.mean.flatten().tolist() if student.preprocess.normalize else None,
         student.preprocess.std.flatten().tolist() if student.preprocess.normalize else None,
+        arch_kwargs,
     )
     files: list[ExportedFile] = []
     for fmt in formats:

@@ -44,7 +44,8 @@ def finish_run(
     metrics.update({f"method/{k}": v for k, v in distiller.signals().items()})
     if teachers:
         metrics["teacher/params"] = float(sum(t.params for t in teachers))
-    artifacts = export_student(student.cpu(), spec.student.arch, data.num_classes, data.input_size, list(spec.export), Path(spec.work_dir) / "export")
+    export_dir = Path(spec.work_dir) / "export"
+    artifacts = export_student(student.cpu(), spec.student.arch, data.num_classes, data.input_size, list(spec.export), export_dir, spec.student.arch_kwargs)
     val: ImageSet | None = data.val
     if val is not None:
         scored = _exported_scorer(artifacts) or student.cpu()

@@ -7,14 +7,50 @@ Paths here are local files: fetching them from object storage is the caller's jo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 InputSize = tuple[int, int, int]
 TeacherFormat = Literal["safetensors", "state_dict", "onnx", "torchscript", "exported_program"]
 SAFE_TEACHER_FORMATS: frozenset[str] = frozenset({"safetensors", "state_dict", "onnx"})
 CODE_TEACHER_FORMATS: frozenset[str] = frozenset({"torchscript", "exported_program"})
+# Constructor arguments a job may pass to timm/torchvision builders: shape and regularisation, never
+# weights, classes or channels (kdcore sets those) nor anything that downloads or runs code.
+ARCH_KWARGS: frozenset[str] = frozenset(
+    {
+        "img_size",
+        "patch_size",
+        "drop_rate",
+        "drop_path_rate",
+        "global_pool",
+        "class_token",
+        "reg_tokens",
+        "dynamic_img_size",
+        "output_stride",
+        "dropout",
+        "attention_dropout",
+        "stochastic_depth_prob",
+        "width_mult",
+        "image_size",
+        "aux_logits",
+        "transform_input",
+    }
+)
+
+
+def _allowed_arch_kwargs(value: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(value) - ARCH_KWARGS)
+    if unknown:
+        raise ValueError(f"arch_kwargs may not set {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(ARCH_KWARGS))}")
+    return value
+
+
+ArchKwargs = Annotated[
+    dict[str, int | float | bool | str | tuple[int, ...]],
+    AfterValidator(_allowed_arch_kwargs),
+    Field(default_factory=dict, description="constructor arguments for the architecture (e.g. img_size, patch_size, drop_path_rate)"),
+]
 
 
 class StrictModel(BaseModel):
@@ -27,6 +63,7 @@ class TeacherSource(StrictModel):
     path: Path
     format: TeacherFormat
     arch: str | None = None
+    arch_kwargs: ArchKwargs
     num_classes: int = Field(ge=1)
     input_size: InputSize
     mean: tuple[float, ...] | None = None
@@ -58,6 +95,7 @@ class DatasetSource(StrictModel):
 
 class StudentSpec(StrictModel):
     arch: str
+    arch_kwargs: ArchKwargs
     init: Path | None = Field(default=None, description="safetensors weights to start from")
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None

@@ -18,12 +18,12 @@ from pydantic import Field
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from kdcore.methods.base import Settings
+from kdcore.methods.base import Hyperparams
 
 FixedOrCurriculumTemperature = Annotated[float, Field(gt=0.0, le=100.0)] | Literal["curriculum"]
 
 
-class CurriculumSettings(Settings):
+class CurriculumSettings(Hyperparams):
     """The official defaults (``train_student.py`` flags and ``scripts/run_cifar_distill.sh``)."""
 
     mode: Literal["global", "instance"] = "global"

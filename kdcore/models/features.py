@@ -1,32 +1,36 @@
 """Read intermediate stage outputs from any model without rewriting it.
 
 timm models and kdcore's own expose ``forward_intermediates``/``feature_info``; torchvision models
-go through ``torchvision.models.feature_extraction``. Both give ``(logits, [stage features])``.
+go through ``torchvision.models.feature_extraction`` (:mod:`kdcore.models.torchvision_stages`).
+Both give ``(logits, [stage features])``.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from functools import lru_cache
+from typing import Any
 
 from torch import Tensor, nn
 
 from kdcore.models.preprocess import PreprocessedModel
+from kdcore.models.torchvision_stages import TorchvisionFeatures, torchvision_stage_nodes
+
+
+def _has_intermediates(model: nn.Module) -> bool:
+    return hasattr(model, "forward_intermediates") and hasattr(model, "forward_head")
+
+
+def _stage_nodes(model: nn.Module) -> list[str] | None:
+    inner = model.model if isinstance(model, PreprocessedModel) else model
+    channels = model.preprocess.channels if isinstance(model, PreprocessedModel) else 3
+    return torchvision_stage_nodes(inner, channels)
 
 
 def supports_features(model: nn.Module) -> bool:
     inner = model.model if isinstance(model, PreprocessedModel) else model
-    if hasattr(inner, "forward_intermediates") and hasattr(inner, "forward_head"):
-        return True
-    return _torchvision_stage_nodes(inner) is not None
-
-
-def _torchvision_stage_nodes(model: nn.Module) -> list[str] | None:
-    names = [n for n, _ in model.named_children()]
-    if all(f"layer{i}" in names for i in (1, 2, 3, 4)):
-        return [f"layer{i}" for i in (1, 2, 3, 4)]
-    if "features" in names:
-        return None
-    return None
+    return _has_intermediates(inner) or _stage_nodes(model) is not None
 
 
 STAGE_WORDS = ("layer", "stage", "block")
@@ -54,16 +58,13 @@ class FeatureModel(nn.Module):
         super().__init__()
         self.wrapped = model
         inner = model.model if isinstance(model, PreprocessedModel) else model
-        self._extractor: nn.Module | None = None
+        self._extractor: TorchvisionFeatures | None = None
         self._indices = stage_indices(inner)
-        if not (hasattr(inner, "forward_intermediates") and hasattr(inner, "forward_head")):
-            nodes = _torchvision_stage_nodes(inner)
+        if not _has_intermediates(inner):
+            nodes = _stage_nodes(model)
             if nodes is None:
                 raise ValueError(f"{type(inner).__name__} exposes no stage features")
-            from torchvision.models.feature_extraction import create_feature_extractor
-
-            last = [n for n, _ in inner.named_children()][-1]
-            self._extractor = create_feature_extractor(inner, return_nodes={**{n: n for n in nodes}, last: "logits"})
+            self._extractor = TorchvisionFeatures(inner, nodes)
 
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         model = self.wrapped
@@ -71,9 +72,9 @@ class FeatureModel(nn.Module):
             x = model.preprocess(x)
             model = model.model
         if self._extractor is not None:
-            out = self._extractor(x)
-            logits = out.pop("logits")
-            return logits, list(out.values())
+            if self._extractor.training != model.training:
+                self._extractor.train(model.training)
+            return self._extractor(x)
         if self._indices is not None:
             final, features = model.forward_intermediates(x, indices=self._indices)
         else:
@@ -93,9 +94,13 @@ def feature_channels(model: nn.Module, input_size: tuple[int, int, int]) -> list
     return [tuple(f.shape[1:]) for f in features]
 
 
+def arch_supports_features(arch: str, arch_kwargs: Mapping[str, Any] | None = None) -> bool:
+    """Whether architecture ``arch`` built with ``arch_kwargs`` exposes stage features (built once, cached)."""
+    return _arch_supports_features(arch, json.dumps(dict(arch_kwargs or {}), sort_keys=True))
+
+
 @lru_cache(maxsize=256)
-def arch_supports_features(arch: str) -> bool:
-    """Whether architecture ``arch`` exposes stage features (built once, cached per name)."""
+def _arch_supports_features(arch: str, arch_kwargs_json: str) -> bool:
     from kdcore.models.registry import create_model
 
-    return supports_features(create_model(arch, num_classes=10))
+    return supports_features(create_model(arch, num_classes=10, arch_kwargs=json.loads(arch_kwargs_json)))

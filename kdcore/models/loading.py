@@ -20,11 +20,12 @@ import pickle
 import pickletools
 import struct
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import torch
@@ -88,24 +89,26 @@ def _read_state_dict(path: Path, fmt: str) -> dict[str, Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def build_from_state_dict(arch: str, state: dict[str, Tensor], num_classes: int, in_chans: int) -> nn.Module:
+def build_from_state_dict(arch: str, state: dict[str, Tensor], num_classes: int, in_chans: int, arch_kwargs: Mapping[str, Any] | None = None) -> nn.Module:
     if not is_model(arch):
         raise BadTeacher(f"unknown architecture {arch!r}: give a timm or torchvision model name or a kdcore one such as cifar_resnet32x4")
-    model = create_model(arch, num_classes=num_classes, in_chans=in_chans)
+    try:
+        model = create_model(arch, num_classes=num_classes, in_chans=in_chans, arch_kwargs=arch_kwargs)
+    except ValueError as exc:
+        raise BadTeacher(str(exc)) from exc
+    built_with = f"architecture {arch!r} with num_classes={num_classes}" + (f" and arch_kwargs {dict(arch_kwargs)}" if arch_kwargs else "")
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:
         mismatch = [line.strip() for line in str(exc).splitlines() if "size mismatch" in line][:2]
-        raise BadTeacher(
-            f"the weights do not fit architecture {arch!r} with num_classes={num_classes} and {in_chans} input channels: {'; '.join(mismatch) or str(exc)[:300]}"
-        ) from exc
+        raise BadTeacher(f"the weights do not fit {built_with} and {in_chans} input channels: {'; '.join(mismatch) or str(exc)[:300]}") from exc
     problems = []
     if result.missing_keys:
         problems.append(f"missing keys {result.missing_keys[:5]}")
     if result.unexpected_keys:
         problems.append(f"unexpected keys {result.unexpected_keys[:5]}")
     if problems:
-        raise BadTeacher(f"the weights do not fit architecture {arch!r} with num_classes={num_classes}: " + "; ".join(problems))
+        raise BadTeacher(f"the weights do not fit {built_with}: " + "; ".join(problems))
     return model
 
 
@@ -224,7 +227,7 @@ def _load_module(source: TeacherSource) -> tuple[nn.Module, int]:
     if source.format in ("safetensors", "state_dict"):
         if not source.arch:
             raise BadTeacher(f"format {source.format!r} needs an architecture name ('arch')")
-        model = build_from_state_dict(source.arch, _read_state_dict(path, source.format), source.num_classes, in_chans)
+        model = build_from_state_dict(source.arch, _read_state_dict(path, source.format), source.num_classes, in_chans, source.arch_kwargs)
         return model, sum(p.numel() for p in model.parameters())
     if source.format == "onnx":
         module = OnnxLogits(path)

@@ -6,7 +6,8 @@ only entry point. Weights are never downloaded: everything is built with random 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from torch import nn
 
@@ -60,20 +61,31 @@ def list_models(source: str | None = None) -> list[str]:
     return names
 
 
-def create_model(name: str, num_classes: int, in_chans: int = 3) -> nn.Module:
-    """Build ``name`` with ``num_classes`` outputs and ``in_chans`` input channels, randomly initialised."""
+def create_model(name: str, num_classes: int, in_chans: int = 3, arch_kwargs: Mapping[str, Any] | None = None) -> nn.Module:
+    """Build ``name`` with ``num_classes`` outputs and ``in_chans`` input channels, randomly initialised.
+
+    ``arch_kwargs`` go to the builder as they are (``kdcore.spec.ARCH_KWARGS`` says which a job may
+    give); one the builder does not take is a ``ValueError`` naming the architecture.
+    """
     import timm
 
+    kwargs = dict(arch_kwargs or {})
     source = model_source(name)
-    if source == "kdcore":
-        return _OWN_MODELS[name](num_classes=num_classes, in_chans=in_chans)
-    if source == "timm":
-        return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans)
-    if source == "torchvision":
+    if source is None:
+        raise ValueError(f"unknown architecture {name!r}: use a timm or torchvision model name or one of {sorted(_OWN_MODELS)}")
+    if source == "kdcore" and kwargs:
+        raise ValueError(f"kdcore architecture {name!r} takes no arch_kwargs (given {sorted(kwargs)})")
+    if source == "torchvision" and in_chans != 3:
+        raise ValueError(f"torchvision model {name!r} takes 3 input channels; use a timm or kdcore architecture for {in_chans}")
+    try:
+        if source == "kdcore":
+            return _OWN_MODELS[name](num_classes=num_classes, in_chans=in_chans)
+        if source == "timm":
+            return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)
         import torchvision.models as tvm
 
-        model = tvm.get_model(name.removeprefix("torchvision."), weights=None, num_classes=num_classes)
-        if in_chans != 3:
-            raise ValueError(f"torchvision model {name!r} takes 3 input channels; use a timm or kdcore architecture for {in_chans}")
-        return model
-    raise ValueError(f"unknown architecture {name!r}: use a timm or torchvision model name or one of {sorted(_OWN_MODELS)}")
+        return tvm.get_model(name.removeprefix("torchvision."), weights=None, num_classes=num_classes, **kwargs)
+    except TypeError as exc:
+        if not kwargs:
+            raise
+        raise ValueError(f"architecture {name!r} does not take arch_kwargs {sorted(kwargs)}: {exc}") from exc
