@@ -5,7 +5,7 @@ imports nothing from kdcore, so running the file as a script starts in milliseco
 Keep-alive connections on plain asyncio streams (far less CPU per request than a full client,
 which matters when generator and server share two cores); bounded in requests and seconds; a
 request that gets no usable answer in ``REQUEST_TIMEOUT_S`` counts as failed and its connection is
-replaced. Prints one JSON object: count, failures, requests/s, p50 and p99 in milliseconds.
+replaced. Prints one JSON object: warm-up and recorded counts, failures, requests/s, p50 and p99 in milliseconds.
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ async def load(port: int, request: bytes, concurrency: int, count: int, seconds:
     elapsed = time.perf_counter() - recording["since"]
     ordered = sorted(latencies)
     return {
+        "warmup": min(WARMUP, count // 5),
         "count": len(ordered),
         "failures": failures,
         "rps": len(ordered) / elapsed,

@@ -54,6 +54,10 @@ class Dataset(ApiModel):
     size_bytes: int
     sha256: str | None = None
     builtin: bool = False
+    uri: str | None = Field(default=None, description="the folder a dataset registered by reference lies in; null for uploads")
+    format: Literal["imagefolder", "webdataset"] = "imagefolder"
+    shards: int = Field(default=0, description="WebDataset tar shards it is read from (0: an uploaded archive held as it is, or ImageFolder objects)")
+    verified: int | None = Field(default=None, description="images decoded when it was uploaded or registered")
     created_at: UtcTime
 
 

@@ -6,12 +6,17 @@ kombu's filesystem transport. Setting the URLs moves the same code to PostgreSQL
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Each API process imports the validation stack (torch, timm) itself, a few hundred MB apiece, and
+# one database serves them all, so the default stops at a few.
+MAX_DEFAULT_API_PROCESSES = 4
 
 
 class Settings(BaseSettings):
@@ -34,12 +39,28 @@ class Settings(BaseSettings):
     requeue_after_s: float = 30.0
     max_attempts: int = 3
     tenant_max_active_jobs: int = 20
+    api_processes: int | None = Field(
+        default=None, ge=1, le=64, description=f"API processes serving the port; default one per CPU core, at most {MAX_DEFAULT_API_PROCESSES}"
+    )
     api_db_threads: int | None = Field(
         default=None, ge=1, le=200, description="requests that may run database work at once in one API process; default 1 on SQLite, 4 otherwise"
     )
     sse_ping_s: float = Field(default=15.0, gt=0, le=300, description="keep-alive comment interval on idle event streams")
     auth_cache_s: float = Field(default=5.0, ge=0, description="how long a checked API key is trusted without the database; 0 checks every request")
     tenant_max_storage_bytes: int = 200 * 1024**3
+    inmemory_max_bytes: int = Field(
+        default=2 * 1024**3,
+        ge=0,
+        description="datasets whose decoded size is at most this are held in memory by jobs; larger ones are streamed, and larger uploads become shards",
+    )
+    dataset_uri_prefixes: list[str] | None = Field(
+        default=None,
+        description='where tenants may register datasets by reference, as a JSON list of URI prefixes ("{tenant}" is the tenant ID); '
+        "default: the tenant's own <storage_url>/tenants/{tenant}/datasets/",
+    )
+    shard_bytes: int = Field(default=256 * 1024**2, ge=4096, description="size of the WebDataset shards a large upload is converted into")
+    shard_cache_max_bytes: int = Field(default=50 * 1024**3, ge=1, description="local disk a worker may fill with remote shards (least recently used evicted)")
+    dataset_verify_samples: int = Field(default=64, ge=1, le=100_000, description="images decoded when a dataset is registered by reference")
     worker_concurrency: int = 1
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
@@ -58,6 +79,10 @@ class Settings(BaseSettings):
         validation_alias="MLFLOW_TRACKING_URI",
         description="http(s) URL of an MLflow tracking server; jobs with 'registry' register their student there",
     )
+
+    @property
+    def resolved_api_processes(self) -> int:
+        return self.api_processes or min(len(os.sched_getaffinity(0)), MAX_DEFAULT_API_PROCESSES)
 
     @property
     def resolved_data_dir(self) -> Path:
@@ -82,6 +107,11 @@ class Settings(BaseSettings):
     def extracted_dataset_dir(self, digest: str) -> Path:
         """Where an uploaded archive is kept extracted, by content hash, for every job that trains on it."""
         return self.resolved_data_dir / "cache" / "datasets" / digest
+
+    @property
+    def shard_cache_dir(self) -> Path:
+        """Where a worker keeps remote dataset shards between jobs (capped by ``shard_cache_max_bytes``)."""
+        return self.resolved_data_dir / "cache" / "shards"
 
     @property
     def work_dir(self) -> Path:

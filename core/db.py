@@ -1,4 +1,8 @@
-"""Engine and sessions. SQLite gets WAL and a busy timeout so the API and workers can share it."""
+"""Engine and sessions. SQLite gets WAL and a busy timeout so the API and workers can share it.
+
+JSON columns are decoded by pydantic-core's parser (Rust), about three times faster than ``json``:
+a page of jobs decodes a spec, metrics and progress per row.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
+from pydantic_core import from_json
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -16,7 +21,7 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         # One connection per threadpool thread that may hold one: the API runs each request's database
         # work in one thread, so the pool never makes a request wait for another's connection.
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=20, max_overflow=20)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=20, max_overflow=20, json_deserializer=from_json)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection, _record) -> None:  # noqa: ANN001
@@ -30,7 +35,7 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, json_deserializer=from_json)
 
 
 @lru_cache(maxsize=1)

@@ -3,9 +3,33 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row
 
 from client.models import Job, JobError, JobProgress
 from core.models import JobRow
+
+# What ``job_out`` reads: pages and polls select these columns only, not whole rows (no worker,
+# heartbeat or idempotency bookkeeping, no ORM objects to build).
+JOB_VIEW_COLUMNS = (
+    JobRow.id,
+    JobRow.name,
+    JobRow.method,
+    JobRow.status,
+    JobRow.spec,
+    JobRow.progress,
+    JobRow.metrics,
+    JobRow.error_code,
+    JobRow.error_message,
+    JobRow.attempts,
+    JobRow.cancel_requested,
+    JobRow.phase,
+    JobRow.phases,
+    JobRow.created_at,
+    JobRow.started_at,
+    JobRow.finished_at,
+)
 
 
 def iso_time(value: datetime) -> str:
@@ -14,7 +38,8 @@ def iso_time(value: datetime) -> str:
     return text if value.tzinfo else text + "Z"
 
 
-def job_out(job: JobRow) -> Job:
+def job_out(job: JobRow | Row[Any]) -> Job:
+    """From a whole row or from a row of ``JOB_VIEW_COLUMNS``."""
     error = JobError(code=job.error_code, message=job.error_message or "") if job.error_code else None
     return Job(
         id=job.id,

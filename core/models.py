@@ -66,6 +66,13 @@ class DatasetRow(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     storage_key: Mapped[str] = mapped_column(String(500))
+    # "archive": storage_key is the uploaded zip/tar, extracted on the worker; "index": storage_key is an
+    # index.json (kdcore.data.index) naming WebDataset shards or ImageFolder objects: converted uploads and registered sets.
+    layout: Mapped[str] = mapped_column(String(16), default="archive")
+    format: Mapped[str] = mapped_column(String(16), default="imagefolder")
+    uri: Mapped[str | None] = mapped_column(String(2000), default=None)  # the folder a dataset registered by reference lies in
+    shards: Mapped[int] = mapped_column(Integer, default=0)
+    verified: Mapped[int | None] = mapped_column(Integer, default=None)  # images decoded when it was uploaded or registered
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -9,11 +9,14 @@ neither of them.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import migrations
+
+API_METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def migrate() -> None:
@@ -32,6 +35,12 @@ def migrate() -> None:
 
 
 def api_command() -> list[str]:
+    """uvicorn with ``DISTILLERY_API_PROCESSES`` worker processes sharing the port.
+
+    One Python process spends its one interpreter lock on routing, database rows and JSON, so it
+    serves one request at a time whatever the threads; several processes use every core. Each has
+    its own API-key cache (``DISTILLERY_AUTH_CACHE_S``) and database threads.
+    """
     from core.config import get_settings
 
     settings = get_settings()
@@ -44,10 +53,28 @@ def api_command() -> list[str]:
         settings.host,
         "--port",
         str(settings.port),
+        "--workers",
+        str(settings.resolved_api_processes),
         "--no-access-log",
         "--timeout-graceful-shutdown",
         "5",
     ]
+
+
+def api_metrics_dir() -> Path:
+    """The folder for the API processes' Prometheus files (``PROMETHEUS_MULTIPROC_DIR``, else one per port under the data folder).
+
+    prometheus_client's multiprocess mode needs the files of a previous run removed before the
+    processes start, or that run's counts would be added to this one's.
+    """
+    from core.config import get_settings
+
+    settings = get_settings()
+    folder = Path(os.environ.get(API_METRICS_DIR_ENV) or settings.resolved_data_dir / "api-metrics" / str(settings.port))
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+    return folder
 
 
 def worker_command(concurrency: int | None = None) -> list[str]:
@@ -95,11 +122,13 @@ def _up(args: argparse.Namespace) -> int:
     migrate()
     from core.supervisor import supervise
 
-    return supervise(api_command(), [worker_command()])
+    return supervise([sys.executable, "-m", "client.cli", "api"], [worker_command()])
 
 
 def _api(args: argparse.Namespace) -> int:
-    return subprocess.call(api_command())
+    """Become the API (exec, so signals reach uvicorn directly), its metrics folder in its environment only."""
+    command = api_command()
+    os.execve(command[0], command, {**os.environ, API_METRICS_DIR_ENV: str(api_metrics_dir())})
 
 
 def _worker(args: argparse.Namespace) -> int:

@@ -30,6 +30,15 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float |
     return per_sample.mean()
 
 
+def standardize_logits(logits: Tensor, eps: float = 1e-7) -> Tensor:
+    """Sun et al. 2024 (logit standardisation): each row z-scored, (z − mean)/(eps + std).
+
+    As the official ``normalize``: the sample standard deviation (Bessel-corrected, ``Tensor.std``),
+    ``eps`` added to it rather than under the square root.
+    """
+    return (logits - logits.mean(dim=-1, keepdim=True)) / (eps + logits.std(dim=-1, keepdim=True))
+
+
 def soft_cross_entropy(student_logits: Tensor, target_probs: Tensor) -> Tensor:
     """Mean over the batch of −Σ p·log softmax(z_s): cross-entropy against a soft label."""
     return -(target_probs * F.log_softmax(student_logits, dim=1)).sum(dim=1).mean()
@@ -69,6 +78,25 @@ def dkd_loss(
     log_nt_t = F.log_softmax(teacher_logits / tau - 1000.0 * gt_mask, dim=1)
     nckd = (_kl_rows(log_nt_t.exp(), log_nt_t, log_nt_s) * scale).mean()
     return alpha * tckd + beta * nckd
+
+
+def pearson_correlation(a: Tensor, b: Tensor, eps: float = 1e-8) -> Tensor:
+    """Row-wise Pearson correlation ``[N]``: cosine similarity of the mean-centred rows, eps in the denominator (DIST)."""
+    a, b = a - a.mean(dim=1, keepdim=True), b - b.mean(dim=1, keepdim=True)
+    return (a * b).sum(dim=1) / (a.norm(dim=1) * b.norm(dim=1) + eps)
+
+
+def dist_loss(student_logits: Tensor, teacher_logits: Tensor, beta: float = 1.0, gamma: float = 1.0, temperature: float = 1.0) -> Tensor:
+    """DIST (Huang et al. 2022): τ²·(β·inter + γ·intra) on Y = softmax(z/τ), as hunto's ``DIST``.
+
+    inter = 1 − mean over samples of the Pearson correlation of a sample's class probabilities;
+    intra = 1 − mean over classes of the Pearson correlation of a class's probabilities across the batch.
+    """
+    y_s = F.softmax(student_logits / temperature, dim=1)
+    y_t = F.softmax(teacher_logits / temperature, dim=1)
+    inter = 1.0 - pearson_correlation(y_s, y_t).mean()
+    intra = 1.0 - pearson_correlation(y_s.t(), y_t.t()).mean()
+    return temperature**2 * (beta * inter + gamma * intra)
 
 
 def attention_map(feature: Tensor, p: int = 2) -> Tensor:

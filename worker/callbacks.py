@@ -72,8 +72,13 @@ class DatabaseCallbacks(TrainCallbacks):
         self._maybe_flush()
 
     def on_progress(self, progress: Progress) -> None:
+        """The first report goes out at once: it follows the step's metric points, whose flush just reset the clock."""
+        first = self.progress is None
         self.progress = progress
-        self._maybe_flush()
+        if first:
+            self.flush(wait=False)
+        else:
+            self._maybe_flush()
 
     def on_checkpoint(self, path: Path, global_step: int) -> None:
         key = f"{self.checkpoint_prefix}/{path.name}"

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.config import Settings
+from core.dataset_uris import s3_endpoint
 from core.job_spec import StoredJobSpec
 from core.models import ArtifactRow, DatasetRow, JobRow, TeacherRow
 from core.storage import ObjectStore
@@ -34,6 +35,15 @@ def _dataset_source(session: Session, settings: Settings, store: ObjectStore, jo
     row = session.scalar(select(DatasetRow).where(DatasetRow.id == dataset_id, DatasetRow.tenant_id == job.tenant_id))
     if row is None:
         raise BadDataset(f"dataset {dataset_id} was deleted after the job was submitted")
+    reading = {
+        "memory_max_bytes": settings.inmemory_max_bytes,
+        "shard_cache": settings.shard_cache_dir,
+        "shard_cache_max_bytes": settings.shard_cache_max_bytes,
+        "s3_endpoint_url": s3_endpoint(settings),
+    }
+    if row.layout == "index":  # converted shards or a set registered by reference: kdcore reads it where it lies
+        index = store.fetch(row.storage_key, job_work_dir(settings, job.id) / "inputs" / f"{row.id}-index.json")
+        return DatasetSource(index=index, **reading)
     cache = settings.extracted_dataset_dir(row.sha256)
     if not cache.exists():
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -46,7 +56,7 @@ def _dataset_source(session: Session, settings: Settings, store: ObjectStore, jo
             pass
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    return DatasetSource(root=cache)
+    return DatasetSource(root=cache, **reading)
 
 
 def _teacher_source(store: ObjectStore, row: TeacherRow, dest: Path) -> TeacherSource:

@@ -14,8 +14,14 @@ import worker.logging_hooks  # noqa: F401  (JSON or text logs carrying job IDs)
 import worker.webhooks  # noqa: F401  (starts the webhook dispatcher in the worker's main process)
 from core.celery_app import celery_app
 from core.db import get_engine
+from kdcore.data.builtin import BUILTIN_DATASETS, builtin_info
 from worker import sweep  # noqa: F401  (starts the reaper/sweeper in the worker's main process)
 from worker.runner import JobRunner
+
+# Decode the built-in datasets here too (a few MB, no torch threads started): a job on one would
+# otherwise spend its first ~0.2 s loading and splitting it, and scikit-learn's lazy imports with it.
+for _name in BUILTIN_DATASETS:
+    builtin_info(_name)
 
 
 @worker_process_init.connect

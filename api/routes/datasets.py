@@ -8,7 +8,9 @@ from sqlalchemy.orm import Session
 
 from api.deps import SettingsDep, TenantDep, in_session, in_session_long
 from api.errors import ApiError, not_found
+from api.json_route import JsonBodyRoute, json_body_alternative
 from api.schemas.common import Page, PageCursor
+from api.schemas.datasets import DatasetFromUri
 from api.services import datasets as service
 from api.services.listing import MAX_LIMIT, paginate
 from api.services.uploads import spooled_upload
@@ -27,13 +29,28 @@ def _store_dataset(session: Session, settings: Settings, tenant: str, file: Uplo
     return service.dataset_out(row)
 
 
-@router.post("", status_code=201, response_model=DatasetOut)
+def _register(session: Session, settings: Settings, tenant: str, body: DatasetFromUri) -> DatasetOut:
+    return service.dataset_out(service.register_dataset(session, settings, tenant, body))
+
+
+async def register_dataset(body: DatasetFromUri, settings: SettingsDep, tenant: TenantDep) -> DatasetOut:
+    return await in_session_long(_register, settings, tenant, body)
+
+
+# Tried before the upload route: it takes only JSON bodies; the OpenAPI document shows both bodies on the one operation below.
+router.add_api_route(
+    "", register_dataset, methods=["POST"], status_code=201, response_model=DatasetOut, include_in_schema=False, route_class_override=JsonBodyRoute
+)
+
+
+@router.post("", status_code=201, response_model=DatasetOut, openapi_extra=json_body_alternative(DatasetFromUri))
 async def upload_dataset(
     settings: SettingsDep,
     tenant: TenantDep,
     file: Annotated[UploadFile, File(description=".zip or .tar.gz with train/<class>/<image> and val/<class>/<image>")],
     name: Annotated[str | None, Form(max_length=200)] = None,
 ) -> DatasetOut:
+    """Upload an archive (multipart), or register a set already in object storage (a JSON body with ``uri`` and ``format``)."""
     return await in_session_long(_store_dataset, settings, tenant, file, name)
 
 

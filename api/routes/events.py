@@ -11,7 +11,7 @@ from api.deps import TenantDep, in_session
 from api.errors import ApiError
 from api.schemas.common import MAX_EVENT_SEQ
 from api.services.events import events_page
-from api.services.jobs import tenant_job
+from api.services.jobs import require_tenant_job
 from api.services.listing import MAX_LIMIT
 from client.models import JobEvent as JobEventOut
 from client.models import JobEventPage
@@ -36,6 +36,6 @@ async def list_job_events(
 
 
 def _page(session: Session, tenant: str, job_id: str, after: int, limit: int) -> JobEventPage:
-    tenant_job(session, tenant, job_id)
+    require_tenant_job(session, tenant, job_id)
     items, next_cursor = events_page(session, job_id, after, limit)
     return JobEventPage(items=[JobEventOut(**item) for item in items], next_cursor=next_cursor)

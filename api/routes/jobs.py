@@ -24,7 +24,7 @@ from client.models import ArtifactList, MetricSeries
 from client.models import Job as JobOut
 from client.models import MetricPoint as MetricPointOut
 from core.config import Settings
-from core.job_view import job_out
+from core.job_view import JOB_VIEW_COLUMNS, job_out
 from core.jobstate import TERMINAL
 from core.models import ArtifactRow, JobEvent, JobRow
 from core.queue import enqueue_job
@@ -58,7 +58,7 @@ async def create_job(
 
 
 def _list(session: Session, tenant: str, status: str | None, limit: int, cursor: str | None) -> Page[JobOut]:
-    query = select(JobRow).where(JobRow.tenant_id == tenant)
+    query = select(*JOB_VIEW_COLUMNS).where(JobRow.tenant_id == tenant)
     if status:
         query = query.where(JobRow.status == status)
     rows, next_cursor = paginate(session, query, JobRow.id, limit, cursor)
@@ -73,7 +73,7 @@ async def list_jobs(
 
 
 def _get(session: Session, tenant: str, job_id: str) -> JobOut:
-    return job_out(service.tenant_job(session, tenant, job_id))
+    return job_out(service.tenant_job_view(session, tenant, job_id))
 
 
 @router.get("/{job_id}", response_model=JobOut)
@@ -91,7 +91,7 @@ async def cancel_job(job_id: str, tenant: TenantDep) -> JobOut:
 
 
 def _metrics(session: Session, tenant: str, job_id: str, name: str | None) -> MetricSeries:
-    service.tenant_job(session, tenant, job_id)
+    service.require_tenant_job(session, tenant, job_id)
     query = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.kind == "metric")
     if name:
         query = query.where(JobEvent.name == name)
@@ -105,7 +105,7 @@ async def job_metrics(job_id: str, tenant: TenantDep, name: str | None = None) -
 
 
 def _artifacts(session: Session, tenant: str, job_id: str) -> ArtifactList:
-    service.tenant_job(session, tenant, job_id)
+    service.require_tenant_job(session, tenant, job_id)
     rows = session.scalars(select(ArtifactRow).where(ArtifactRow.job_id == job_id).order_by(ArtifactRow.id)).all()
     return ArtifactList(
         items=[ArtifactOut(id=r.id, kind=r.kind, filename=r.filename, size_bytes=r.size_bytes, sha256=r.sha256, metadata=r.meta or {}) for r in rows]

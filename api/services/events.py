@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from core.job_view import iso_time
 from core.models import JobEvent
 
+# What ``event_payload`` reads: pages select these columns, not whole ORM rows.
+EVENT_COLUMNS = (JobEvent.seq, JobEvent.kind, JobEvent.name, JobEvent.step, JobEvent.epoch, JobEvent.value, JobEvent.data, JobEvent.time)
 
-def event_payload(event: JobEvent) -> dict[str, Any]:
+
+def event_payload(event: JobEvent | Row[Any]) -> dict[str, Any]:
     if event.kind == "status":
         return {"seq": event.seq, "type": "status", "status": event.name, "time": iso_time(event.time), "detail": event.data}
     if event.kind == "registry":  # the MLflow hand-off after success: name "registered" or "failed", detail says which version or why
@@ -29,6 +32,6 @@ def event_payload(event: JobEvent) -> dict[str, Any]:
 
 def events_page(session: Session, job_id: str, after: int, limit: int) -> tuple[list[dict[str, Any]], str | None]:
     """Events with ``seq > after`` in order; the cursor is the last seq returned when more are waiting."""
-    rows = session.scalars(select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.seq > after).order_by(JobEvent.seq).limit(limit + 1)).all()
+    rows = session.execute(select(*EVENT_COLUMNS).where(JobEvent.job_id == job_id, JobEvent.seq > after).order_by(JobEvent.seq).limit(limit + 1)).all()
     items = [event_payload(r) for r in rows[:limit]]
     return items, (str(items[-1]["seq"]) if len(rows) > limit else None)

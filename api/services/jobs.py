@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -17,12 +17,15 @@ from api.services.datasets import get_dataset
 from core.config import Settings
 from core.ids import new_id
 from core.job_spec import BUILTIN_PREFIX, StoredJobSpec
+from core.job_view import JOB_VIEW_COLUMNS
 from core.jobstate import ACTIVE, transition
 from core.models import ArtifactRow, JobEvent, JobRow, JobTeacher, TeacherRow, utcnow
 from kdcore.data.builtin import BUILTIN_DATASETS, builtin_info
 from kdcore.methods import get_method
 from kdcore.models.features import arch_supports_features
 from kdcore.models.registry import is_model
+
+T = TypeVar("T")
 
 
 def _hyperparam_errors(exc: ValidationError) -> list[dict[str, Any]]:
@@ -163,12 +166,25 @@ def _by_idempotency_key(session: Session, tenant: str, key: str, digest: str) ->
     return row
 
 
+def _found(found: T | None, job_id: str) -> T:
+    if found is None:
+        raise not_found("job", job_id)
+    return found
+
+
 def tenant_job(session: Session, tenant: str, job_id: str) -> JobRow:
     """The tenant's job, or 404 (a job of another tenant is not found either)."""
-    job = session.scalar(select(JobRow).where(JobRow.id == job_id, JobRow.tenant_id == tenant))
-    if job is None:
-        raise not_found("job", job_id)
-    return job
+    return _found(session.scalar(select(JobRow).where(JobRow.id == job_id, JobRow.tenant_id == tenant)), job_id)
+
+
+def tenant_job_view(session: Session, tenant: str, job_id: str) -> Row[Any]:
+    """Only what ``job_out`` shows of the tenant's job, or 404: a status poll reads no more than it answers."""
+    return _found(session.execute(select(*JOB_VIEW_COLUMNS).where(JobRow.id == job_id, JobRow.tenant_id == tenant)).one_or_none(), job_id)
+
+
+def require_tenant_job(session: Session, tenant: str, job_id: str) -> None:
+    """404 unless the tenant has this job, reading only its ID: for routes that answer with what belongs to it."""
+    _found(session.scalar(select(JobRow.id).where(JobRow.id == job_id, JobRow.tenant_id == tenant)), job_id)
 
 
 def cancel_job(session: Session, job: JobRow) -> JobRow:

@@ -51,10 +51,13 @@ def spooled_upload(upload: UploadFile, settings: Settings, suffix: str = "") -> 
 
 
 def tenant_storage_bytes(session: Session, tenant: str) -> int:
-    """Bytes the tenant keeps in storage: its teachers, datasets and job artifacts."""
+    """Bytes the tenant keeps in storage: its teachers, datasets and job artifacts (not sets registered where they lie)."""
     total = 0
     for model in (TeacherRow, DatasetRow, ArtifactRow):
-        total += session.scalar(select(func.coalesce(func.sum(model.size_bytes), 0)).where(model.tenant_id == tenant)) or 0
+        query = select(func.coalesce(func.sum(model.size_bytes), 0)).where(model.tenant_id == tenant)
+        if model is DatasetRow:
+            query = query.where(DatasetRow.uri.is_(None))
+        total += session.scalar(query) or 0
     return int(total)
 
 

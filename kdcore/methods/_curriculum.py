@@ -18,12 +18,12 @@ from pydantic import Field
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from kdcore.methods.base import Hyperparams
+from kdcore.methods.base import Settings
 
 FixedOrCurriculumTemperature = Annotated[float, Field(gt=0.0, le=100.0)] | Literal["curriculum"]
 
 
-class CurriculumSettings(Hyperparams):
+class CurriculumSettings(Settings):
     """The official defaults (``train_student.py`` flags and ``scripts/run_cifar_distill.sh``)."""
 
     mode: Literal["global", "instance"] = "global"

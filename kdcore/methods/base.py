@@ -14,17 +14,54 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
 from kdcore.data.loader import Batch, BatchPlan
 from kdcore.teacher_cache import TeacherOutputCache
 
 
-class Hyperparams(BaseModel):
-    """Base of every method's hyperparameter model: unknown keys are an error, not ignored."""
+class Settings(BaseModel):
+    """A group of method settings: unknown keys are an error, not ignored."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class Hyperparams(Settings):
+    """Base of every method's hyperparameter model, with the official code's presets.
+
+    ``presets`` are named bundles of values where the official code tunes by setting (a teacher-student
+    pair, a dataset); ``preset`` picks one, and values the user gives override it (nested settings
+    key by key). A preset named after a boolean field is also applied whenever that field is true, as
+    an official flag brings its companion values (logit standardisation's τ 2 and weight 9).
+    """
+
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    preset: str | None = Field(default=None, description="a named bundle of the official code's values (see the method's presets); given values override it")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        bundles = []
+        name = data.get("preset")
+        if name is not None:
+            if name not in cls.presets:
+                raise ValueError(f"unknown preset {name!r}; known: {sorted(cls.presets) or 'none'}")
+            bundles.append(cls.presets[name])
+        chosen = merge_settings(*bundles, data)
+        bundles += [bundle for flag, bundle in cls.presets.items() if flag != name and flag in cls.model_fields and chosen.get(flag) is True]
+        return merge_settings(*bundles, data)
+
+
+def merge_settings(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Later layers win; nested dicts merge key by key."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            merged[key] = merge_settings(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
 
 
 @dataclass(frozen=True)
@@ -145,6 +182,7 @@ class Distiller(nn.Module, Generic[HyperparamsT]):
             "needs_student_features": cls.needs_student_features or cls.needs_teacher_features,
             "needs_batchnorm_statistics": cls.needs_batchnorm_statistics,
             "hyperparams_schema": cls.Hyperparams.model_json_schema(),
+            "presets": cls.Hyperparams.presets,
         }
 
 

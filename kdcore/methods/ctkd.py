@@ -10,6 +10,8 @@ Follows the official code (zhengli97/CTKD ``models/temp_global.py``, ``helper/lo
 1 + 20·sigmoid(1) ≈ 15.6; τ is trained by the same optimizer and weight decay as the student.
 ``mode: instance`` predicts one τ per sample from the teacher and student probabilities (see
 :class:`~kdcore.methods._curriculum.InstanceTemperature` for what is ours there).
+``logit_standardization: true`` z-scores both logits before the KD term (Sun et al. 2024, whose CTKD
+code predicts τ from the raw logits, as here), with that paper's KD weight 9 unless given.
 """
 
 from __future__ import annotations
@@ -22,13 +24,17 @@ from torch.nn import functional as F
 from kdcore.data.loader import Batch
 from kdcore.losses import kd_loss
 from kdcore.methods._curriculum import CurriculumSettings, CurriculumTemperature
-from kdcore.methods.base import Distiller, MethodContext, StepInfo, with_total
+from kdcore.methods._logit_standardization import KD_WEIGHT, LogitStandardization, distillation_logits, logit_standardization_preset
+from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, with_total
 from kdcore.methods.registry import register_method
 
 
-class CTKDHyperparams(CurriculumSettings):
+class CTKDHyperparams(Hyperparams, CurriculumSettings):
     ce_weight: float = Field(default=0.1, ge=0.0)
     kd_weight: float = Field(default=0.9, ge=0.0)
+    logit_standardization: LogitStandardization = False
+
+    presets = logit_standardization_preset(kd_weight=KD_WEIGHT)
 
 
 @register_method
@@ -51,11 +57,12 @@ class CTKD(Distiller[CTKDHyperparams]):
         logits = self.student(batch.images)
         tau = self.temperature(teacher, logits, info.epoch)
         hp = self.hparams
+        student_in, teacher_in = distillation_logits(logits, teacher, hp.logit_standardization)
         return with_total(
             logits,
             {
                 "ce": hp.ce_weight * F.cross_entropy(logits, batch.labels),
-                "kd": hp.kd_weight * kd_loss(logits, teacher, tau),
+                "kd": hp.kd_weight * kd_loss(student_in, teacher_in, tau),
             },
         )
 

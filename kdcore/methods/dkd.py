@@ -5,7 +5,9 @@ CIFAR defaults (α 1, β 8, τ 4, CE 1, warmup 20). The warmup ramp is mdistille
 min(epoch/warmup, 1), set per epoch with epochs counted from 1: our 0-based epoch e uses
 min((e+1)/warmup, 1), so the first epoch already has weight 1/warmup. ``warmup_epochs: 0`` means
 no ramp. ``temperature: "curriculum"`` learns τ as CTKD does (its DKD variant; settings under
-``curriculum``).
+``curriculum``). ``kd_weight`` multiplies α·TCKD + β·NCKD (1, mdistiller's; the logit-standardisation
+code scales α and β by its KD weight instead, the same loss). ``logit_standardization: true`` z-scores
+both logits first (Sun et al. 2024), with that paper's τ 2 and KD weight 9 unless given.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from torch.nn import functional as F
 from kdcore.data.loader import Batch
 from kdcore.losses import dkd_loss
 from kdcore.methods._curriculum import CurriculumSettings, CurriculumTemperature, FixedOrCurriculumTemperature
+from kdcore.methods._logit_standardization import BASE_TEMPERATURE, KD_WEIGHT, LogitStandardization, distillation_logits, logit_standardization_preset
 from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, with_total
 from kdcore.methods.registry import register_method
 
@@ -28,6 +31,10 @@ class DKDHyperparams(Hyperparams):
     ce_weight: float = Field(default=1.0, ge=0.0)
     warmup_epochs: int = Field(default=20, ge=0)
     curriculum: CurriculumSettings = Field(default_factory=CurriculumSettings)
+    kd_weight: float = Field(default=1.0, ge=0.0, description="multiplies α·TCKD + β·NCKD")
+    logit_standardization: LogitStandardization = False
+
+    presets = logit_standardization_preset(temperature=BASE_TEMPERATURE, kd_weight=KD_WEIGHT)
 
 
 def warmup_factor(epoch: int, warmup_epochs: int) -> float:
@@ -56,11 +63,12 @@ class DKD(Distiller[DKDHyperparams]):
         hp = self.hparams
         tau = self.curriculum(teacher, logits, info.epoch) if self.curriculum is not None else hp.temperature
         ramp = warmup_factor(info.epoch, hp.warmup_epochs)
+        student_in, teacher_in = distillation_logits(logits, teacher, hp.logit_standardization)
         return with_total(
             logits,
             {
                 "ce": hp.ce_weight * F.cross_entropy(logits, batch.labels),
-                "kd": ramp * dkd_loss(logits, teacher, batch.labels, hp.alpha, hp.beta, tau),
+                "kd": ramp * hp.kd_weight * dkd_loss(student_in, teacher_in, batch.labels, hp.alpha, hp.beta, tau),
             },
         )
 

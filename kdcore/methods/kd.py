@@ -3,6 +3,8 @@
 loss = ce_weight·CE(z_s, y) + kd_weight·τ²·KL(softmax(z_t/τ) ‖ softmax(z_s/τ)), with RepDistiller /
 mdistiller defaults (τ 4, CE 0.1, KD 0.9). With several teachers, their logits are averaged.
 ``temperature: "curriculum"`` learns τ as CTKD does (settings under ``curriculum``; see ``ctkd``).
+``logit_standardization: true`` z-scores both logits first (Sun et al. 2024), with that paper's
+τ 2 and KD weight 9 unless given (see :mod:`kdcore.methods._logit_standardization`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from torch.nn import functional as F
 from kdcore.data.loader import Batch
 from kdcore.losses import kd_loss
 from kdcore.methods._curriculum import CurriculumSettings, CurriculumTemperature, FixedOrCurriculumTemperature
+from kdcore.methods._logit_standardization import BASE_TEMPERATURE, KD_WEIGHT, LogitStandardization, distillation_logits, logit_standardization_preset
 from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, with_total
 from kdcore.methods.registry import register_method
 
@@ -24,6 +27,9 @@ class KDHyperparams(Hyperparams):
     ce_weight: float = Field(default=0.1, ge=0.0)
     kd_weight: float = Field(default=0.9, ge=0.0)
     curriculum: CurriculumSettings = Field(default_factory=CurriculumSettings)
+    logit_standardization: LogitStandardization = False
+
+    presets = logit_standardization_preset(temperature=BASE_TEMPERATURE, kd_weight=KD_WEIGHT)
 
 
 @register_method
@@ -48,11 +54,12 @@ class KD(Distiller[KDHyperparams]):
         logits = self.student(batch.images)
         hp = self.hparams
         tau = self.curriculum(teacher, logits, info.epoch) if self.curriculum is not None else hp.temperature
+        student_in, teacher_in = distillation_logits(logits, teacher, hp.logit_standardization)
         return with_total(
             logits,
             {
                 "ce": hp.ce_weight * F.cross_entropy(logits, batch.labels),
-                "kd": hp.kd_weight * kd_loss(logits, teacher, tau),
+                "kd": hp.kd_weight * kd_loss(student_in, teacher_in, tau),
             },
         )
 

@@ -74,6 +74,30 @@ def test_every_method_of_the_design_is_registered():
     for name in METHODS:
         described = get_method(name).describe()
         assert described["name"] == name and described["hyperparams_schema"]["type"] == "object"
+        assert described["presets"] == get_method(name).Hyperparams.presets
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_every_preset_validates_and_given_values_override_it(name):
+    model = get_method(name).Hyperparams
+    with pytest.raises(ValueError, match="unknown preset"):
+        model(preset="no-such-preset")
+    for preset, bundle in model.presets.items():
+        chosen = model(preset=preset)
+        assert chosen.preset == preset
+        assert chosen.model_dump(include=set(bundle)) == model(**bundle).model_dump(include=set(bundle))
+        key, value = next(iter(bundle.items()))
+        if isinstance(value, float):
+            assert getattr(model(preset=preset, **{key: value + 1}), key) == value + 1
+
+
+def test_a_preset_merges_nested_settings_key_by_key():
+    from kdcore.methods.base import merge_settings
+
+    assert merge_settings({"a": 1, "curriculum": {"mode": "global", "t_end": 20}}, {"curriculum": {"t_end": 10}}) == {
+        "a": 1,
+        "curriculum": {"mode": "global", "t_end": 10},
+    }
 
 
 @pytest.mark.parametrize("name", METHODS)
