@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, IPvAnyNetwork
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Each API process imports the validation stack (torch, timm) itself, a few hundred MB apiece, and
@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     webhook_backoff_s: float = Field(default=2.0, gt=0, description="first retry delay; doubles on each further attempt")
     webhook_timeout_s: float = Field(default=10.0, gt=0)
     webhook_poll_interval_s: float = Field(default=1.0, gt=0)
+    webhook_allow_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description='networks webhooks may reach although they are not public (loopback, private, …), as a JSON list of CIDRs, e.g. ["10.8.0.0/16"]',
+    )
     mlflow_tracking_uri: str | None = Field(
         default=None,
         validation_alias="MLFLOW_TRACKING_URI",

@@ -6,7 +6,9 @@ and leases the row until the request's timeout has passed, so a worker that dies
 leaves it for another. The body is fixed at the first attempt: retries are byte-identical and
 carry the same ``id``, which receivers use to drop duplicates. Any non-2xx answer or network error
 is retried after ``DISTILLERY_WEBHOOK_BACKOFF_S × 2^(attempt-1)`` seconds, up to
-``DISTILLERY_WEBHOOK_MAX_ATTEMPTS`` attempts; then the delivery is ``failed``.
+``DISTILLERY_WEBHOOK_MAX_ATTEMPTS`` attempts; then the delivery is ``failed``. Each attempt resolves
+the URL again and connects only to an address :mod:`core.url_guard` accepts (the one it checked);
+an address it refuses fails the delivery at once, before any packet is sent.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from core.config import Settings, get_settings
 from core.db import session_scope
 from core.job_view import iso_time, job_out
 from core.models import ArtifactRow, JobRow, WebhookDelivery, utcnow
+from core.url_guard import UrlRefused, check_url, pinned_request
 from core.webhooks import signing_secret
 
 log = logging.getLogger("distillery.worker.webhooks")
@@ -65,6 +68,8 @@ def _claim(settings: Settings, delivery_id: str, seen_attempts: int) -> tuple[We
 
 
 def _send(settings: Settings, delivery: WebhookDelivery, secret: str) -> tuple[int | None, str | None]:
+    """POST to the address the URL resolves to now, checked first (``UrlRefused``) and pinned, so DNS rebinding cannot redirect it."""
+    checked = check_url(delivery.url, settings.webhook_allow_networks)
     body = delivery.body.encode()
     headers = {
         "Content-Type": "application/json",
@@ -74,7 +79,8 @@ def _send(settings: Settings, delivery: WebhookDelivery, secret: str) -> tuple[i
         SIGNATURE_HEADER: sign(secret, body),
     }
     try:
-        response = httpx.post(delivery.url, content=body, headers=headers, timeout=settings.webhook_timeout_s, follow_redirects=False)
+        with httpx.Client(timeout=settings.webhook_timeout_s, follow_redirects=False) as client:
+            response = client.send(pinned_request(checked, "POST", headers, body))
     except httpx.HTTPError as exc:
         return None, f"{type(exc).__name__}: {str(exc)[:300]}"
     if 200 <= response.status_code < 300:
@@ -87,14 +93,18 @@ def attempt(settings: Settings, delivery_id: str, seen_attempts: int) -> None:
     if claimed is None:
         return
     delivery, secret = claimed
+    final = secret is None
     if secret is None:
         code, error = None, "no signing secret: set DISTILLERY_WEBHOOK_SECRET or create one with POST /v1/webhooks/secret"
     else:
-        code, error = _send(settings, delivery, secret)
+        try:
+            code, error = _send(settings, delivery, secret)
+        except UrlRefused as exc:  # a lookup failure may pass; an address outside the allowed ones will not
+            code, error, final = None, f"refused before connecting ({exc.rule}): {exc}", exc.rule != "unresolvable"
     values: dict = {"last_status_code": code, "last_error": error}
     if error is None:
         values.update(status="delivered", delivered_at=utcnow(), next_attempt_at=None)
-    elif delivery.attempts >= settings.webhook_max_attempts or secret is None:
+    elif delivery.attempts >= settings.webhook_max_attempts or final:
         values.update(status="failed", next_attempt_at=None)
     else:
         values.update(next_attempt_at=utcnow() + timedelta(seconds=settings.webhook_backoff_s * 2 ** (delivery.attempts - 1)))

@@ -18,7 +18,7 @@ from api.services import jobs as service
 from api.services.events import event_payload as _event_payload
 from api.services.events import iso_time as _iso
 from api.services.listing import MAX_LIMIT, paginate
-from api.services.webhooks import require_signing_secret
+from api.services.webhooks import require_public_webhook_url, require_signing_secret
 from client.models import Artifact as ArtifactOut
 from client.models import ArtifactList, MetricSeries
 from client.models import Job as JobOut
@@ -51,6 +51,8 @@ def _submit(session: Session, settings: Settings, tenant: str, body: JobCreate, 
 async def create_job(
     body: JobCreate, response: Response, settings: SettingsDep, tenant: TenantDep, idempotency_key: Annotated[str | None, Header(max_length=200)] = None
 ) -> JobOut:
+    if body.webhook_url is not None:
+        await require_public_webhook_url(settings, str(body.webhook_url))
     job, created = await in_session(_submit, settings, tenant, body, idempotency_key)
     if not created:
         response.status_code = 200

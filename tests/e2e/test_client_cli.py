@@ -24,7 +24,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory):
     # Keep-alive pings every 0.5 s, so every watched job sees some (a comment once broke the client's stream).
-    svc = start_service("embedded", tmp_path_factory.mktemp("cli-svc"), DISTILLERY_SSE_PING_S="0.5")
+    svc = start_service("embedded", tmp_path_factory.mktemp("cli-svc"), DISTILLERY_SSE_PING_S="0.5", DISTILLERY_WEBHOOK_ALLOW_NETWORKS='["127.0.0.1/32"]')
     yield svc
     stop_service(svc)
 

@@ -15,6 +15,7 @@ from e2e.conftest import start_service, stop_service
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 GLOBAL_SECRET = "global-test-secret"
+LOOPBACK_RECEIVER = '["127.0.0.1/32"]'  # webhooks reach only public addresses unless the operator allows a range
 
 
 def _upload(client, tmp_path) -> tuple[str, str]:
@@ -60,6 +61,7 @@ def test_signed_deliveries_with_retries_for_every_ending(tmp_path):
         tmp_path,
         workers=0,
         DISTILLERY_WEBHOOK_SECRET=GLOBAL_SECRET,
+        DISTILLERY_WEBHOOK_ALLOW_NETWORKS=LOOPBACK_RECEIVER,
         DISTILLERY_WEBHOOK_BACKOFF_S="0.3",
         DISTILLERY_WEBHOOK_MAX_ATTEMPTS="3",
         DISTILLERY_LOG_FORMAT="json",
