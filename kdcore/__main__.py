@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from kdcore.errors import KdError
 from kdcore.events import MetricPoint, Progress, TrainCallbacks
 
@@ -19,6 +21,22 @@ class _PrintProgress(TrainCallbacks):
         shown = {p.name: p.value for p in points if p.name in ("train/loss", "val/top1")}
         if shown:
             print("  " + "  ".join(f"{k}={v:.4f}" for k, v in shown.items()), file=sys.stderr)
+
+
+def _invalid(what: str, exc: ValidationError) -> str:
+    """One line naming the first wrong field and what is wrong with it."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"{what} is not a valid {exc.title}: {where + ': ' if where else ''}{first['msg']}" + (f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else "")
+
+
+def _read_spec(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise SystemExit(f"error: {path}: no such file; give the path of a JSON job spec") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SystemExit(f"error: cannot read {path} ({exc.strerror if isinstance(exc, OSError) else 'not UTF-8 text'}); give a JSON job spec") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             from kdcore.train import train
 
-            spec = JobSpec.model_validate_json(args.spec.read_text())
+            spec = JobSpec.model_validate_json(_read_spec(args.spec))
             if args.work_dir:
                 spec = spec.model_copy(update={"work_dir": args.work_dir})
             result = train(spec, _PrintProgress())
@@ -54,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps([m.describe() for m in list_methods()], indent=2))
     except KdError as exc:
         print(json.dumps({"error": {"code": exc.code, "message": exc.message}}))
+        return 2
+    except ValidationError as exc:
+        print(f"error: {_invalid(str(getattr(args, 'spec', None) or 'the teacher source'), exc)}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:
+        print(exc.code, file=sys.stderr)
         return 2
     return 0
 

@@ -39,5 +39,11 @@ class Cancelled(KdError):
     code = "cancelled"
 
 
+class Paused(KdError):
+    """The caller asked the run to pause (``TrainCallbacks.should_pause``): it stopped at a step boundary after writing a checkpoint."""
+
+    code = "paused"
+
+
 class ExportMismatch(KdError):
     code = "export_mismatch"

@@ -1,4 +1,7 @@
-"""What the training loop reports to its caller: metric points, progress, and the final result."""
+"""What the training loop reports to its caller: metric points, progress, phases, checkpoints, and the final result.
+
+Epochs are 1-based wherever they are reported (a point of the first epoch says ``epoch=1``).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ from kdcore.export import ExportedFile
 
 @dataclass
 class MetricPoint:
+    """One value at ``step`` (global steps taken so far) in ``epoch`` (1-based)."""
+
     name: str
     step: int
     epoch: int
@@ -46,9 +51,17 @@ class TrainCallbacks:
     def on_metrics(self, points: list[MetricPoint]) -> None:
         """Called with batches of points, never per step."""
 
-    def on_checkpoint(self, path: Path, global_step: int) -> None:
-        """Called after a checkpoint file is durably written."""
+    def on_checkpoint(self, path: Path, global_step: int, epoch: int, epoch_end: bool) -> None:
+        """Called after a checkpoint file is durably written: after ``global_step`` steps, in ``epoch`` (1-based);
+        ``epoch_end`` when it closes that epoch (its validation metrics already reported)."""
+
+    def on_phase(self, name: str) -> None:
+        """Called when the run starts a phase: ``validating``, ``teacher_outputs``, ``training``, ``evaluating``, ``exporting``."""
 
     def should_cancel(self) -> bool:
         """Polled every step; implementations should answer from memory and refresh rarely."""
+        return False
+
+    def should_pause(self) -> bool:
+        """Polled every step, after ``should_cancel``; True makes the run checkpoint and raise ``kdcore.errors.Paused``."""
         return False

@@ -8,7 +8,9 @@ tolerance is not published.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,40 @@ def student_metadata(
     return meta
 
 
+def describe_student(
+    student: PreprocessedModel, arch: str, num_classes: int, input_size: tuple[int, int, int], arch_kwargs: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """The metadata every exported student file carries (and every checkpoint, so its student can be exported later)."""
+    normalize = student.preprocess.normalize
+    mean = student.preprocess.mean.flatten().tolist() if normalize else None
+    std = student.preprocess.std.flatten().tolist() if normalize else None
+    return student_metadata(arch, num_classes, input_size, mean, std, arch_kwargs)
+
+
+@contextmanager
+def torchscript_quietly() -> Iterator[None]:
+    """Tracing, saving and loading TorchScript without the warnings that say nothing about the job.
+
+    TorchScript is how a student ships without Python code, and PyTorch 2.x marks ``torch.jit``
+    deprecated (a FutureWarning on every trace, save and load). While tracing, the student's own
+    ``Preprocess`` warns that its input-shape checks become constants: that is the contract (an
+    exported student takes the job's input size), so those are dropped, while a TracerWarning
+    from the architecture itself (data-dependent control flow) still shows. The ONNX export uses
+    the TorchScript-based exporter on purpose (``dynamo=False``), whose deprecation notice goes too.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"kdcore\.models\.preprocess")
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=r"You are using the legacy TorchScript-based ONNX export", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r"The feature will be removed", category=DeprecationWarning, module=r"torch\.onnx")
+        yield
+
+
+def load_torchscript(path: Path) -> torch.jit.ScriptModule:
+    with torchscript_quietly():
+        return torch.jit.load(str(path)).eval()
+
+
 def load_student_safetensors(path: Path) -> PreprocessedModel:
     """Rebuild an exported student (architecture + preprocessing) from its safetensors file alone."""
     from safetensors import safe_open
@@ -86,14 +122,7 @@ def export_student(
     probe = torch.rand(4, *input_size, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         reference = student(probe)
-    meta = student_metadata(
-        arch,
-        num_classes,
-        input_size,
-        student.preprocess.mean.flatten().tolist() if student.preprocess.normalize else None,
-        student.preprocess.std.flatten().tolist() if student.preprocess.normalize else None,
-        arch_kwargs,
-    )
+    meta = describe_student(student, arch, num_classes, input_size, arch_kwargs)
     files: list[ExportedFile] = []
     for fmt in formats:
         if fmt == "safetensors":
@@ -122,7 +151,7 @@ def _export_safetensors(student: PreprocessedModel, meta: dict[str, str], probe,
 
 
 def _export_torchscript(student: nn.Module, meta: dict[str, str], probe, reference, path: Path) -> ExportedFile:
-    with torch.inference_mode(False), torch.no_grad():
+    with torch.inference_mode(False), torch.no_grad(), torchscript_quietly():
         traced = torch.jit.trace(student, probe, check_trace=False)
         torch.jit.save(traced, str(path), _extra_files={"distillery.json": json.dumps(meta)})
         loaded = torch.jit.load(str(path))
@@ -134,7 +163,7 @@ def _export_onnx(student: nn.Module, meta: dict[str, str], probe, reference, pat
     import onnx
     import onnxruntime as ort
 
-    with torch.no_grad():
+    with torch.no_grad(), torchscript_quietly():
         torch.onnx.export(
             student,
             (probe,),

@@ -14,10 +14,11 @@ from torch.nn import functional as F
 from kdcore.data.images import ImageSet
 from kdcore.evaluate import evaluate
 from kdcore.events import MetricPoint, TrainResult
-from kdcore.export import ExportedFile, export_student
+from kdcore.export import ExportedFile, export_student, load_torchscript
 from kdcore.methods import Distiller
 from kdcore.models.loading import Teacher
-from kdcore.profile import count_macs, cpu_latency_ms
+from kdcore.phases import PhaseClock
+from kdcore.profile import count_macs, cpu_latency
 from kdcore.report import write_report
 from kdcore.spec import JobSpec
 
@@ -34,8 +35,17 @@ class _Ensemble(torch.nn.Module):
 
 
 def finish_run(
-    spec: JobSpec, distiller: Distiller, teachers: list[Teacher], data, device: torch.device, throughput: float, resumed_from: int, history: list[MetricPoint]
+    spec: JobSpec,
+    distiller: Distiller,
+    teachers: list[Teacher],
+    data,
+    device: torch.device,
+    throughput: float,
+    resumed_from: int,
+    history: list[MetricPoint],
+    phases: PhaseClock,
 ) -> TrainResult:
+    phases.enter("exporting")
     student = distiller.export_student().float().eval()
     metrics: dict[str, float] = {
         "student/params": float(sum(p.numel() for p in student.parameters())),
@@ -46,6 +56,7 @@ def finish_run(
         metrics["teacher/params"] = float(sum(t.params for t in teachers))
     export_dir = Path(spec.work_dir) / "export"
     artifacts = export_student(student.cpu(), spec.student.arch, data.num_classes, data.input_size, list(spec.export), export_dir, spec.student.arch_kwargs)
+    phases.enter("evaluating")
     val: ImageSet | None = data.val
     if val is not None:
         scored = _exported_scorer(artifacts) or student.cpu()
@@ -59,7 +70,8 @@ def finish_run(
             accuracy = evaluate(target, val)
             metrics.update({"teacher/val/top1": accuracy.top1, "teacher/val/top5": accuracy.top5})
     metrics.update(_costs(artifacts, student, teachers, data.input_size))
-    report = write_report(spec, metrics, history, artifacts, Path(spec.work_dir) / "export" / "report.html")
+    phases.close()
+    report = write_report(spec, metrics, history, artifacts, Path(spec.work_dir) / "export" / "report.html", phases.spans)
     return TrainResult(metrics=metrics, artifacts=[*artifacts, report], resumed_from_step=resumed_from)
 
 
@@ -70,7 +82,7 @@ def _costs(artifacts: list[ExportedFile], student: torch.nn.Module, teachers: li
     if (macs := count_macs(student.cpu(), input_size)) is not None:
         costs["student/macs"] = float(macs)
     for batch in (1, 32):
-        costs[f"student/latency_ms_b{batch}"] = cpu_latency_ms(scorer, input_size, batch)
+        costs.update(cpu_latency(scorer, input_size, batch).metrics(f"student/latency_ms_b{batch}"))
     sizes = [a.path.stat().st_size for a in artifacts if a.kind == "student_safetensors"]
     if sizes:
         costs["student/file_bytes"] = float(sizes[0])
@@ -78,8 +90,9 @@ def _costs(artifacts: list[ExportedFile], student: torch.nn.Module, teachers: li
         teacher_macs = [count_macs(t.cpu(), tuple(t.source.input_size)) for t in teachers]
         if all(m is not None for m in teacher_macs):
             costs["teacher/macs"] = float(sum(teacher_macs))
+        cpu_teachers = [t.cpu() for t in teachers]
         for batch in (1, 32):
-            costs[f"teacher/latency_ms_b{batch}"] = sum(cpu_latency_ms(t.cpu(), input_size, batch) for t in teachers)
+            costs.update(cpu_latency(lambda x: [t(x) for t in cpu_teachers], input_size, batch).metrics(f"teacher/latency_ms_b{batch}"))
         costs["teacher/file_bytes"] = float(sum(Path(t.source.path).stat().st_size for t in teachers))
     return costs
 
@@ -87,5 +100,5 @@ def _costs(artifacts: list[ExportedFile], student: torch.nn.Module, teachers: li
 def _exported_scorer(artifacts: list[ExportedFile]):
     for item in artifacts:
         if item.kind == "student_torchscript":
-            return torch.jit.load(str(item.path)).eval()
+            return load_torchscript(item.path)
     return None

@@ -1,4 +1,4 @@
-"""A self-contained HTML report: training curves as inline SVG and the teacher-vs-student table."""
+"""A self-contained HTML report: training curves as inline SVG, the teacher-vs-student table and where the time went."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 
 from kdcore.events import MetricPoint
 from kdcore.export import ExportedFile
+from kdcore.phases import PhaseSpan
+from kdcore.profile import MIN_RUNS, NOISY_IQR, WARMUP_RUNS
 from kdcore.spec import JobSpec
 
 
@@ -28,7 +30,19 @@ def _svg_curve(title: str, points: list[tuple[float, float]], width: int = 420, 
     )
 
 
-def write_report(spec: JobSpec, metrics: dict[str, float], history: list[MetricPoint], artifacts: list[ExportedFile], path: Path) -> ExportedFile:
+def _phases_table(phases: list[PhaseSpan]) -> str:
+    if not phases:
+        return ""
+    rows = "".join(
+        f"<tr><th>{html.escape(p.name)}</th><td>{p.seconds:.1f} s</td><td>{'' if p.finished is not None else 'still running when this report was written'}</td></tr>"
+        for p in phases
+    )
+    return f"<h2>Phases (this attempt)</h2><table><tr><th>phase</th><th>time</th><th></th></tr>{rows}</table>"
+
+
+def write_report(
+    spec: JobSpec, metrics: dict[str, float], history: list[MetricPoint], artifacts: list[ExportedFile], path: Path, phases: list[PhaseSpan]
+) -> ExportedFile:
     series: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for point in history:
         series[point.name].append((point.step, point.value))
@@ -43,7 +57,9 @@ def write_report(spec: JobSpec, metrics: dict[str, float], history: list[MetricP
         if unit == "%":
             return f"{value * 100:.2f}%"
         if unit == "ms":
-            return f"{value:.2f} ms"
+            spread = f" ({metrics[key + '_p25']:.2f}–{metrics[key + '_p75']:.2f})" if key + "_p25" in metrics else ""
+            flag = " ⚠ noisy" if metrics.get(key + "_noisy") else ""
+            return f"{value:.2f} ms{spread}{flag}"
         if unit == "MB":
             return f"{value / 1e6:.2f} MB"
         return f"{value:,.0f}"
@@ -73,7 +89,8 @@ def write_report(spec: JobSpec, metrics: dict[str, float], history: list[MetricP
 <body><h1>{html.escape(spec.name or "Distillation job")}</h1>
 <p>Method <b>{html.escape(spec.method)}</b>, student <b>{html.escape(spec.student.arch)}</b>, {spec.training.epochs} epochs, batch {spec.training.batch_size}, seed {spec.training.seed}.</p>
 <h2>Teacher vs student (validation split)</h2><table><tr><th></th><th>teacher</th><th>student (exported)</th><th>student / teacher</th></tr>{rows}</table>
-<p>Latency: best of 10 CPU forward passes of the exported TorchScript student and the eager teacher(s), in this worker process.</p>
+<p>Latency: median of {MIN_RUNS} or more timed CPU forward passes (after {WARMUP_RUNS} untimed ones) of the exported TorchScript student and the eager teacher(s), in this worker process; in brackets the interquartile range. ⚠ noisy marks a measurement not to trust: its interquartile range exceeds {NOISY_IQR:.0%} of its median (the machine was busy), or the model was too slow to time {MIN_RUNS} times.</p>
+{_phases_table(phases)}
 <h2>Exported files</h2><ul>{sizes}</ul>
 <h2>Curves</h2>{curves}
 </body></html>"""

@@ -9,6 +9,7 @@ The pieces live in :mod:`kdcore.training`.
 from __future__ import annotations
 
 from kdcore.events import TrainCallbacks, TrainResult
+from kdcore.phases import PhaseClock
 from kdcore.spec import JobSpec
 from kdcore.training import RunGuard, Trainer, prepare_run
 
@@ -17,4 +18,6 @@ def train(spec: JobSpec, callbacks: TrainCallbacks | None = None) -> TrainResult
     """Train ``spec`` to the end (or resume it), evaluate, export; raise a ``KdError`` on user errors."""
     callbacks = callbacks or TrainCallbacks()
     guard = RunGuard(callbacks, spec.training.time_limit_s)
-    return Trainer(prepare_run(spec, guard), callbacks, guard).train()
+    phases = PhaseClock(callbacks)
+    phases.enter("validating")
+    return Trainer(prepare_run(spec, guard, phases), callbacks, guard, phases).train()

@@ -2,7 +2,8 @@
 
 Every status write is conditional on this worker still owning the job, so a worker that was
 declared lost (and whose job now runs elsewhere) cannot overwrite the newer attempt. The writes that
-start and end an attempt ride out a database restart (:func:`worker.callbacks.retry_db`).
+start and end an attempt ride out a database restart (:func:`worker.callbacks.retry_db`). A paused
+attempt ends ``paused`` after kdcore wrote its checkpoint; the next attempt resumes from it.
 """
 
 from __future__ import annotations
@@ -13,16 +14,17 @@ import shutil
 import socket
 import threading
 import traceback
+from datetime import datetime
 
-from sqlalchemy import select
-
+from core.checkpoints import newest_checkpoint
 from core.config import get_settings
 from core.db import session_scope
 from core.ids import new_id
-from core.jobstate import heartbeat, transition
-from core.models import ArtifactRow, CheckpointRow, JobRow, utcnow
-from core.storage import LocalStore, get_store
-from kdcore.errors import Cancelled, KdError
+from core.job_view import iso_time
+from core.jobstate import WORKER_HELD, heartbeat, transition
+from core.models import ArtifactRow, JobRow, utcnow
+from core.storage import get_store
+from kdcore.errors import Cancelled, KdError, Paused
 from worker.callbacks import DatabaseCallbacks, retry_db
 from worker.mlflow_handoff import hand_off_to_registry
 from worker.spec_builder import build_job_spec, job_work_dir
@@ -53,6 +55,7 @@ class JobRunner:
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{new_id('att')}"
         self.settings = get_settings()
         self.store = get_store()
+        self.callbacks: DatabaseCallbacks | None = None
 
     def claim(self) -> bool:
         return retry_db(self._claim_once, f"claim {self.job_id}")
@@ -77,55 +80,70 @@ class JobRunner:
                 detail={"attempt": job.attempts + 1},
             )
 
-    def run(self) -> None:
+    def run(self) -> str | None:
+        """Run one attempt; returns the status this attempt left the job in (None when it was not claimed or not ours to end)."""
         if not self.claim():
-            log.info("job %s is not claimable here (already running elsewhere, finished or cancelled)", self.job_id)
-            return
+            log.info("job %s is not claimable here (already running elsewhere, finished, paused or cancelled)", self.job_id)
+            return None
         beat = Heartbeat(self.job_id, self.worker, self.settings.heartbeat_interval_s)
         beat.start()
         try:
-            self._train_and_publish()
+            return self._train_and_publish()
+        except Paused:
+            return self._pause()
         except Cancelled:
-            self._end("cancelled", "cancelled", "cancelled by request while running; no student was published")
+            return self._end("cancelled", "cancelled", "cancelled by request while running; no student was published")
         except KdError as exc:
-            self._end("failed", exc.code, exc.message)
+            return self._end("failed", exc.code, exc.message)
         except Exception as exc:
             log.error("job %s crashed:\n%s", self.job_id, traceback.format_exc())
-            self._end("failed", "internal", f"an internal error stopped the job ({type(exc).__name__}: {str(exc)[:300]}); this is a bug")
+            return self._end("failed", "internal", f"an internal error stopped the job ({type(exc).__name__}: {str(exc)[:300]}); this is a bug")
         finally:
             beat.stopped.set()
 
-    def _train_and_publish(self) -> None:
+    def _train_and_publish(self) -> str | None:
         from kdcore.train import train
 
-        def load():
+        def load_row():
             with session_scope() as session:
                 job = session.get(JobRow, self.job_id)
-                return build_job_spec(session, self.settings, self.store, job), dict(job.metrics or {}), job.tenant_id
+                return job.tenant_id, dict(job.metrics or {}), _closed_phases(job.phases or [], job.heartbeat_at)
 
-        spec, previous_metrics, tenant = retry_db(load, f"load {self.job_id}")
-        self._restore_checkpoint(spec.work_dir)
-        callbacks = DatabaseCallbacks(self.job_id, self.worker, self.store, f"tenants/{tenant}/jobs/{self.job_id}/checkpoints")
+        tenant, previous_metrics, phases = retry_db(load_row, f"load {self.job_id}")
+        callbacks = self.callbacks = DatabaseCallbacks(self.job_id, self.worker, self.store, f"tenants/{tenant}/jobs/{self.job_id}/checkpoints")
         callbacks.latest.update(previous_metrics)
+        callbacks.phases = phases
+        callbacks.on_phase("validating")
+
+        def load_spec():
+            with session_scope() as session:
+                return build_job_spec(session, self.settings, self.store, session.get(JobRow, self.job_id))
+
+        spec = retry_db(load_spec, f"load {self.job_id}")
+        self._restore_checkpoint(spec.work_dir)
         result = train(spec, callbacks)
         callbacks.flush()
         if callbacks.should_cancel():
             raise Cancelled("cancelled")
-        self._publish(tenant, result, callbacks.latest)
+        callbacks.on_phase("publishing")
+        return self._publish(tenant, result, callbacks.latest)
 
     def _restore_checkpoint(self, work_dir) -> None:
-        """On a fresh machine, bring the newest checkpoint back from storage so the attempt resumes."""
-        if isinstance(self.store, LocalStore):
-            return
+        """When the work folder lacks the newest stored checkpoint (a fresh machine, a cleaned folder), bring it back so the attempt resumes."""
         with session_scope() as session:
-            row = session.scalar(select(CheckpointRow).where(CheckpointRow.job_id == self.job_id).order_by(CheckpointRow.global_step.desc()).limit(1))
-        if row is not None and not (work_dir / "checkpoints" / os.path.basename(row.storage_key)).exists():
-            target = work_dir / "checkpoints" / os.path.basename(row.storage_key)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self.store.fetch(row.storage_key, target)
-            target.with_suffix(".sha256").write_text(row.sha256)
+            row = newest_checkpoint(session, self.job_id)
+        if row is None:
+            return
+        target = work_dir / "checkpoints" / os.path.basename(row.storage_key)
+        if target.exists():
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fetched = self.store.fetch(row.storage_key, target)
+        if fetched != target:  # a local store hands out the object itself: the work folder gets its own copy
+            shutil.copyfile(fetched, target)
+        target.with_suffix(".sha256").write_text(row.sha256)
 
-    def _publish(self, tenant: str, result, latest: dict[str, float]) -> None:
+    def _publish(self, tenant: str, result, latest: dict[str, float]) -> str | None:
         prefix = f"tenants/{tenant}/jobs/{self.job_id}/artifacts"
         stored = [(item, self.store.put_file(f"{prefix}/{item.path.name}", item.path)) for item in result.artifacts]
         metrics = {**latest, **result.metrics, "job/resumed_from_step": float(result.resumed_from_step)}
@@ -152,18 +170,21 @@ class JobRunner:
                 return transition(
                     session,
                     self.job_id,
-                    {"running"},
+                    WORKER_HELD,
                     "succeeded",
                     where={"worker": self.worker, "cancel_requested": False},
                     metrics=metrics,
                     progress=_done_progress(session, self.job_id),
                 )
 
-        if retry_db(record, f"publish {self.job_id}") or self._already_published(prefix):
+        self._end_phases()
+        outcome = "succeeded" if retry_db(record, f"publish {self.job_id}") else self._settle_refused_success(prefix)
+        if outcome == "succeeded":
             hand_off_to_registry(self.job_id, result.artifacts, self.settings)  # only when the job asked; records its own outcome, never raises
             shutil.rmtree(job_work_dir(self.settings, self.job_id), ignore_errors=True)
+        return outcome
 
-    def _already_published(self, prefix: str) -> bool:
+    def _settle_refused_success(self, prefix: str) -> str | None:
         """The success write changed nothing: a retried commit that had gone through, a cancel meanwhile, or the job is no longer ours."""
 
         def state():
@@ -173,23 +194,54 @@ class JobRunner:
 
         status, worker, cancel_requested = retry_db(state, f"read {self.job_id}")
         if worker == self.worker and status == "succeeded":
-            return True
-        if worker == self.worker and status == "running" and cancel_requested:
+            return "succeeded"
+        if worker == self.worker and status in WORKER_HELD and cancel_requested:
             self.store.delete_prefix(prefix)
-            self._end("cancelled", "cancelled", "cancelled by request while finishing; no student was published")
-        else:
-            log.warning("job %s: %s no longer owns it (status %s, worker %s); publishing nothing", self.job_id, self.worker, status, worker)
-        return False
+            return self._end("cancelled", "cancelled", "cancelled by request while finishing; no student was published")
+        log.warning("job %s: %s no longer owns it (status %s, worker %s); publishing nothing", self.job_id, self.worker, status, worker)
+        return None
 
-    def _end(self, status: str, code: str, message: str) -> None:
+    def _end_phases(self) -> None:
+        if self.callbacks is not None:
+            self.callbacks.end_phases()
+
+    def _pause(self) -> str | None:
+        """kdcore stopped at a step boundary after writing a checkpoint: free this worker, unless a cancel came in meanwhile."""
+        self._end_phases()
+        last = self.callbacks.last_checkpoint if self.callbacks is not None else None
+        detail = {"step": last["global_step"], "checkpoint": last["public_id"]} if last is not None else None
+
         def write() -> bool:
             with session_scope() as session:
-                return transition(session, self.job_id, {"running"}, status, where={"worker": self.worker}, error_code=code, error_message=message)
+                return transition(
+                    session, self.job_id, {"pausing"}, "paused", where={"worker": self.worker, "cancel_requested": False}, worker=None, detail=detail
+                )
+
+        if retry_db(write, f"pause {self.job_id}"):
+            log.info("job %s paused at checkpoint %s", self.job_id, detail)
+            return "paused"
+        return self._end("cancelled", "cancelled", "cancelled by request while pausing; no student was published")
+
+    def _end(self, status: str, code: str, message: str) -> str | None:
+        self._end_phases()
+
+        def write() -> bool:
+            with session_scope() as session:
+                return transition(session, self.job_id, WORKER_HELD, status, where={"worker": self.worker}, error_code=code, error_message=message)
 
         if retry_db(write, f"end {self.job_id}"):
             log.info("job %s ended %s (%s): %s", self.job_id, status, code, message)
-        else:
-            log.info("job %s was not ended %s here: it is no longer running under %s", self.job_id, status, self.worker)
+            return status
+        log.info("job %s was not ended %s here: it is no longer running under %s", self.job_id, status, self.worker)
+        return None
+
+
+def _closed_phases(phases: list[dict], last_seen: datetime | None) -> list[dict]:
+    """A previous attempt's phases, its open one closed when its worker was last seen (it died without closing it)."""
+    closed = [dict(p) for p in phases]
+    if closed and closed[-1].get("finished_at") is None:
+        closed[-1]["finished_at"] = iso_time(last_seen or utcnow())
+    return closed
 
 
 def _done_progress(session, job_id: str) -> dict:

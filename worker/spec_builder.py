@@ -12,11 +12,13 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.checkpoints import tenant_checkpoint
 from core.config import Settings
 from core.dataset_uris import s3_endpoint
 from core.job_spec import StoredJobSpec
 from core.models import ArtifactRow, DatasetRow, JobRow, TeacherRow
 from core.storage import ObjectStore
+from kdcore.checkpoint_student import write_checkpoint_student
 from kdcore.data.archive import ArchiveLimits, extract_archive
 from kdcore.errors import BadDataset, BadSpec, BadTeacher
 from kdcore.spec import DatasetSource, JobSpec, StudentSpec, TeacherSource
@@ -76,6 +78,12 @@ def _teacher_source(store: ObjectStore, row: TeacherRow, dest: Path) -> TeacherS
 def _student_init(session: Session, store: ObjectStore, job: JobRow, init: str | None, dest: Path) -> Path | None:
     if init is None:
         return None
+    if init.startswith("ckpt_"):
+        found = tenant_checkpoint(session, job.tenant_id, init)
+        if found is None:
+            raise BadSpec(f"student.init {init} no longer exists (its job was deleted, or the checkpoint was superseded)")
+        checkpoint = store.fetch(found[0].storage_key, dest / f"{init}.pt")
+        return write_checkpoint_student(checkpoint, dest / f"{init}.safetensors")
     model = TeacherRow if init.startswith("tch_") else ArtifactRow
     row = session.scalar(select(model).where(model.id == init, model.tenant_id == job.tenant_id))
     if row is None:

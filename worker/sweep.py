@@ -2,8 +2,8 @@
 
 * A running job whose heartbeat is older than ``DISTILLERY_HEARTBEAT_TIMEOUT_S`` lost its worker:
   it goes back to ``queued`` (attempts are counted when it is claimed again) and is re-sent, or
-  fails with ``worker_lost`` after ``max_attempts``. This does not depend on the broker's
-  visibility timeout.
+  fails with ``worker_lost`` after ``max_attempts``; a ``pausing`` one becomes ``paused``. This
+  does not depend on the broker's visibility timeout.
 * A queued job not picked up for ``DISTILLERY_REQUEUE_AFTER_S`` is re-sent unless the broker still
   holds a live message for it, so a message lost by a broker restart (or never sent because the
   broker was down) cannot strand a job, while a job that only waits its turn in a long queue is
@@ -27,7 +27,7 @@ from sqlalchemy import select, update
 
 from core.config import get_settings
 from core.db import session_scope
-from core.jobstate import transition
+from core.jobstate import WORKER_HELD, transition
 from core.models import JobRow, utcnow
 
 log = logging.getLogger("distillery.worker.sweep")
@@ -71,10 +71,12 @@ def reap_and_requeue() -> list[str]:
     resend: list[str] = []
     with session_scope() as session:
         stale = session.scalars(
-            select(JobRow).where(JobRow.status == "running", JobRow.heartbeat_at < now - timedelta(seconds=settings.heartbeat_timeout_s))
+            select(JobRow).where(JobRow.status.in_(WORKER_HELD), JobRow.heartbeat_at < now - timedelta(seconds=settings.heartbeat_timeout_s))
         ).all()
         for job in stale:
-            if job.attempts >= job.max_attempts:
+            if job.status == "pausing":  # it was asked to pause anyway: it resumes from its newest stored checkpoint
+                transition(session, job.id, {"pausing"}, "paused", where={"worker": job.worker}, worker=None, detail={"reason": "worker_lost"})
+            elif job.attempts >= job.max_attempts:
                 transition(
                     session,
                     job.id,

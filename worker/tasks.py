@@ -5,6 +5,7 @@ from __future__ import annotations
 import sklearn.datasets  # noqa: F401  (built-in datasets and the model registry import these lazily: ~5 s per job if not preloaded)
 import timm  # noqa: F401
 import torchvision.models  # noqa: F401
+from celery.exceptions import Ignore
 from celery.signals import worker_process_init
 
 # Import the training stack once in the worker's main process (no CUDA is touched here), so every
@@ -32,4 +33,6 @@ def _fresh_connections(**_: object) -> None:
 
 @celery_app.task(name="worker.run_job", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_job(job_id: str) -> None:
-    JobRunner(job_id).run()
+    """One attempt; a job that ended cancelled is reported to Celery as ignored, so its log never says the task "succeeded"."""
+    if JobRunner(job_id).run() == "cancelled":
+        raise Ignore()

@@ -55,12 +55,22 @@ def read_safetensors_metadata(path: Path) -> dict[str, str]:
             raise BadTeacher("the file is too short to be safetensors")
         (header_len,) = struct.unpack("<Q", raw)
         if header_len > MAX_SAFETENSORS_HEADER_BYTES or header_len > path.stat().st_size - 8:
-            raise BadTeacher(f"safetensors header claims {header_len} bytes, which is larger than the file or the {MAX_SAFETENSORS_HEADER_BYTES}-byte cap")
+            raise BadTeacher(
+                "the file is not a safetensors file (its first 8 bytes should give the length of its JSON header, and do not); "
+                "upload what safetensors.torch.save_file wrote, or set 'format' to what the file is"
+            )
         try:
             header = json.loads(handle.read(header_len))
         except ValueError as exc:
             raise BadTeacher(f"the safetensors header is not valid JSON ({exc}); is the file really safetensors?") from exc
     return dict(header.get("__metadata__") or {})
+
+
+def _looks_like_torch_save(path: Path) -> bool:
+    """A zip archive (torch.save's format since 1.6) or a pickle (its legacy format starts with the PROTO opcode)."""
+    with open(path, "rb") as handle:
+        first = handle.read(1)
+    return zipfile.is_zipfile(path) or first == pickle.PROTO
 
 
 def _read_state_dict(path: Path, fmt: str) -> dict[str, Tensor]:
@@ -73,6 +83,11 @@ def _read_state_dict(path: Path, fmt: str) -> dict[str, Tensor]:
         except Exception as exc:  # safetensors raises several error types for malformed files
             raise BadTeacher(f"the file is not a readable safetensors state dict: {exc}") from exc
     else:
+        if not _looks_like_torch_save(path):
+            raise BadTeacher(
+                "the file is not a PyTorch .pt/.pth file (torch.save writes a zip archive or a pickle, and this is neither); "
+                "save the weights with torch.save(model.state_dict(), path), or set 'format' to what the file is"
+            )
         try:
             loaded = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as exc:

@@ -2,7 +2,8 @@
 
 A method's ``forward`` returns ``loss``, ``loss/<part>`` and ``signal/<name>`` tensors; they are
 summed on the device and averaged when read, so logging every ``log_every_steps`` costs one sync.
-Names as reported: ``train/loss``, ``train/loss/<part>``, ``method/<name>``, ``train/lr``, ``val/*``.
+Names as reported: ``train/loss``, ``train/loss/<part>``, ``method/<name>``, ``train/lr``, ``val/*``; the
+trainer passes 1-based epochs to the point builders.
 """
 
 from __future__ import annotations

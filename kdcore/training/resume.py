@@ -3,7 +3,8 @@
 A checkpoint holds everything the next step depends on: the distiller's own weights (never the
 teachers'), optimizer, schedule, grad scaler, the method's extra state, the CPU random stream and
 the position in training. Batches depend only on (seed, epoch, step), so a resumed run takes the
-same steps, bit for bit, as one that was never interrupted.
+same steps, bit for bit, as one that was never interrupted. It also describes its student (the
+export's metadata), so any checkpoint's student can be exported (:mod:`kdcore.checkpoint_student`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 
 from kdcore.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from kdcore.events import MetricPoint
+from kdcore.export import describe_student
 from kdcore.training.run import TrainingRun
 
 
@@ -46,6 +48,7 @@ def checkpoint_state(run: TrainingRun, position: ResumeState) -> dict[str, Any]:
         "global_step": position.global_step,
         "rng_cpu": torch.get_rng_state(),
         "history": [[p.name, p.step, p.epoch, p.value, p.time] for p in position.history],
+        "student": describe_student(distiller.student, run.spec.student.arch, run.data.num_classes, run.data.input_size),
     }
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 
@@ -17,6 +16,7 @@ from kdcore.data.augment import VariantPool
 from kdcore.data.loader import Batch, TrainingBatches
 from kdcore.methods import Distiller, get_method
 from kdcore.models.loading import Teacher
+from kdcore.phases import PhaseClock
 from kdcore.runtime import Runtime, resolve_runtime
 from kdcore.spec import JobSpec
 from kdcore.teacher_cache import VARIANTS_PER_SAMPLE, TeacherOutputCache, teacher_store_dir
@@ -49,7 +49,9 @@ class TrainingRun:
         return self.batches.epoch(epoch, start_step)
 
 
-def attach_teacher_cache(spec: JobSpec, distiller: Distiller, data: build.RunData, runtime: Runtime, guard: RunGuard) -> VariantPool | None:
+def attach_teacher_cache(
+    spec: JobSpec, distiller: Distiller, data: build.RunData, runtime: Runtime, guard: RunGuard, phases: PhaseClock | None = None
+) -> VariantPool | None:
     """Reuse teacher outputs where the teacher's inputs repeat; returns the augmentation pool the batches must draw from."""
     config = spec.training
     method = type(distiller)
@@ -58,6 +60,13 @@ def attach_teacher_cache(spec: JobSpec, distiller: Distiller, data: build.RunDat
     pool = None
     if config.augment == "flip_crop":
         pool = VariantPool(len(data.train), data.train.images.shape[-2], data.train.images.shape[-1], config.seed, VARIANTS_PER_SAMPLE)
+
+    def check() -> None:
+        """Called before each chunk the teacher computes: the run is in its ``teacher_outputs`` phase until the step ends."""
+        if phases is not None:
+            phases.enter("teacher_outputs")
+        guard.check("while computing teacher outputs")
+
     distiller.teacher_cache = TeacherOutputCache(
         data.train,
         pool,
@@ -65,12 +74,12 @@ def attach_teacher_cache(spec: JobSpec, distiller: Distiller, data: build.RunDat
         runtime.device,
         teacher_store_dir(spec.work_dir),
         runtime.amp_dtype,
-        partial(guard.check, "while computing teacher outputs"),
+        check,
     )
     return pool
 
 
-def prepare_run(spec: JobSpec, guard: RunGuard) -> TrainingRun:
+def prepare_run(spec: JobSpec, guard: RunGuard, phases: PhaseClock | None = None) -> TrainingRun:
     """Seed, build and place every object of the run; raises a ``KdError`` on anything wrong with the spec."""
     config = spec.training
     torch.manual_seed(config.seed)
@@ -91,7 +100,7 @@ def prepare_run(spec: JobSpec, guard: RunGuard) -> TrainingRun:
         distiller.to(memory_format=torch.channels_last)
     if runtime.compile:
         distiller.student.compile()
-    pool = attach_teacher_cache(spec, distiller, data, runtime, guard)
+    pool = attach_teacher_cache(spec, distiller, data, runtime, guard, phases)
     batches = None
     if plan is not None and data.train is not None:
         batches = TrainingBatches(data.train, plan, runtime.device, config.augment == "flip_crop", pool)

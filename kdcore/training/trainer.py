@@ -4,6 +4,8 @@
 optimizer and schedule step); ``train_epoch`` walks the epoch's batches, logs every
 ``log_every_steps`` and checkpoints every ``checkpoint_every_steps``; ``train`` resumes, runs the
 epochs with a validation and a checkpoint after each, and hands the trained run to ``finish_run``.
+A pause request (``should_pause``) stops the run at the next step boundary, after a checkpoint.
+Reported epochs are 1-based.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import torch
 from torch import Tensor
 
 from kdcore.data.loader import Batch
-from kdcore.errors import OutOfMemory
+from kdcore.errors import OutOfMemory, Paused
 from kdcore.evaluate import evaluate
 from kdcore.events import Progress, TrainCallbacks, TrainResult
 from kdcore.finish import finish_run
 from kdcore.methods import StepInfo
+from kdcore.phases import PhaseClock
 from kdcore.training.guard import RunGuard
 from kdcore.training.metrics import MetricLog, RunningLosses, check_finite, training_points, validation_points
 from kdcore.training.resume import ResumeState, resume_run, save_run
@@ -26,11 +29,12 @@ from kdcore.training.run import TrainingRun
 
 
 class Trainer:
-    def __init__(self, run: TrainingRun, callbacks: TrainCallbacks, guard: RunGuard) -> None:
+    def __init__(self, run: TrainingRun, callbacks: TrainCallbacks, guard: RunGuard, phases: PhaseClock | None = None) -> None:
         self.run = run
         self.config = run.spec.training
         self.callbacks = callbacks
         self.guard = guard
+        self.phases = phases or PhaseClock(callbacks)
         self.log = MetricLog(callbacks, [])
         self.global_step = 0
         self.train_seconds = 0.0
@@ -41,14 +45,17 @@ class Trainer:
         start = resume_run(self.run)
         self.global_step = start.global_step
         self.log.history = start.history
+        self.phases.enter("training")
         for epoch in range(start.epoch, self.config.epochs):
             self.train_epoch(epoch, start.step if epoch == start.epoch else 0)
             self.validate(epoch)
             self.checkpoint(epoch + 1, 0)
             self.callbacks.on_progress(self.progress(epoch))
+            if epoch + 1 < self.config.epochs and self.callbacks.should_pause():
+                raise Paused(f"paused after epoch {epoch + 1}")
         run = self.run
         throughput = self.samples / self.train_seconds if self.train_seconds > 0 else 0.0
-        return finish_run(run.spec, run.distiller, run.teachers, run.data, run.runtime.device, throughput, start.global_step, self.log.history)
+        return finish_run(run.spec, run.distiller, run.teachers, run.data, run.runtime.device, throughput, start.global_step, self.log.history, self.phases)
 
     def train_epoch(self, epoch: int, start_step: int) -> None:
         run, config = self.run, self.config
@@ -57,12 +64,16 @@ class Trainer:
         started = time.perf_counter()
         for step, batch in enumerate(run.epoch_batches(epoch, start_step), start=start_step):
             running.add(self.train_step(batch, StepInfo(epoch, step, self.global_step, run.steps_per_epoch, config.epochs)))
+            self.phases.enter("training")  # back from teacher_outputs when the step filled the teacher cache
             self.samples += config.batch_size
             self.global_step += 1
             done = step + 1
             if done % config.log_every_steps == 0 or done == run.steps_per_epoch:
                 self.log_training(running, epoch)
             self.guard.check(f"at step {self.global_step}")
+            if done < run.steps_per_epoch and self.callbacks.should_pause():
+                self.checkpoint(epoch, done)
+                raise Paused(f"paused at step {self.global_step}")
             if self.global_step % config.checkpoint_every_steps == 0 and done < run.steps_per_epoch:
                 self.checkpoint(epoch, done)
         self.train_seconds += time.perf_counter() - started
@@ -93,19 +104,19 @@ class Trainer:
         values = running.read()
         check_finite(values, self.global_step, epoch)
         lr = self.run.optimizer.param_groups[0]["lr"]
-        self.log.report(training_points(values, lr, self.run.distiller.signals(), self.global_step, epoch))
+        self.log.report(training_points(values, lr, self.run.distiller.signals(), self.global_step, epoch + 1))
         self.callbacks.on_progress(self.progress(epoch))
 
     def validate(self, epoch: int) -> None:
         """Top-1/top-5/loss of the exportable student on the validation split, when the job has one."""
         if self.run.data.val is not None:
             accuracy = evaluate(self.run.distiller.export_student(), self.run.data.val, device=self.run.runtime.device)
-            self.log.report(validation_points(accuracy, self.global_step, epoch))
+            self.log.report(validation_points(accuracy, self.global_step, epoch + 1))
 
     def checkpoint(self, epoch: int, step: int) -> None:
-        """Save the run so that it resumes at ``(epoch, step)``."""
+        """Save the run so that it resumes at ``(epoch, step)``: step 0 closes epoch ``epoch`` (1-based), else it is inside epoch ``epoch + 1``."""
         path = save_run(self.run, ResumeState(epoch, step, self.global_step, self.log.history))
-        self.callbacks.on_checkpoint(path, self.global_step)
+        self.callbacks.on_checkpoint(path, self.global_step, epoch if step == 0 else epoch + 1, step == 0)
 
     def progress(self, epoch: int) -> Progress:
         return Progress(epoch + 1, self.config.epochs, self.global_step, self.run.total_steps)
