@@ -3,17 +3,36 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.api_keys import hash_key
-from core.models import ApiKey
+from core.api_keys import as_utc, hash_key, key_state
+from core.models import ApiKey, utcnow
 
 
-def tenant_for_key(session: Session, key: str) -> str | None:
-    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None)))
-    return row.tenant_id if row else None
+@dataclass(frozen=True)
+class KeyVerdict:
+    """Whose key it is, or why it is refused; ``valid_for_s`` is how long until it expires (None: no expiry)."""
+
+    tenant: str | None
+    refusal: str | None = None
+    valid_for_s: float | None = None
+
+
+def check_key(session: Session, key: str) -> KeyVerdict:
+    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
+    if row is None:
+        return KeyVerdict(None, "the API key is not valid (unknown)")
+    now = utcnow()
+    state = key_state(row, now)
+    if state == "revoked":
+        return KeyVerdict(None, f"the API key {row.prefix}… was revoked at {as_utc(row.revoked_at).isoformat(timespec='seconds')}")
+    expires_at = as_utc(row.expires_at)
+    if state == "expired":
+        return KeyVerdict(None, f"the API key {row.prefix}… expired at {expires_at.isoformat(timespec='seconds')}")
+    return KeyVerdict(row.tenant_id, valid_for_s=(expires_at - now).total_seconds() if expires_at is not None else None)
 
 
 class KeyCache:
@@ -21,8 +40,8 @@ class KeyCache:
 
     Clients poll job status many times a second; this keeps the key lookup off the database for
     them. Entries are keyed by the key's hash, so no plaintext key stays in memory, and expire on
-    their own: a key revoked in the database stops working within that time. Unknown keys are
-    never cached. Reads and writes are single dict operations, safe across the API's threads.
+    their own: a key revoked in the database stops working within that time, and an entry never
+    outlives the key's own expiry. Unknown, revoked and expired keys are never cached. Reads and writes are single dict operations, safe across the API's threads.
     """
 
     MAX_ENTRIES = 10_000

@@ -20,7 +20,7 @@ from fastapi import Depends, Header
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
-from api.auth import KEY_CACHE, tenant_for_key
+from api.auth import KEY_CACHE, check_key
 from api.errors import ApiError
 from core.config import Settings, get_settings
 from core.db import get_sessionmaker
@@ -87,13 +87,14 @@ async def _tenant(authorization: Annotated[str | None, Header()] = None) -> str:
     if scheme.lower() != "bearer" or not key:
         raise ApiError(401, "the Authorization header must be 'Bearer <api key>'", headers=unauthorized)
     tenant = KEY_CACHE.get(key)
-    if tenant is None:
-        tenant = await in_session(tenant_for_key, key)
-        if tenant is not None:
-            KEY_CACHE.put(key, tenant, get_settings().auth_cache_s)
-    if tenant is None:
-        raise ApiError(401, "the API key is not valid (unknown or revoked); create one with 'distillery keys create --tenant NAME'", headers=unauthorized)
-    return tenant
+    if tenant is not None:
+        return tenant
+    verdict = await in_session(check_key, key)
+    if verdict.tenant is None:
+        raise ApiError(401, f"{verdict.refusal}; ask the operator for a new one ('distillery keys create --tenant NAME')", headers=unauthorized)
+    cache_s = get_settings().auth_cache_s
+    KEY_CACHE.put(key, verdict.tenant, cache_s if verdict.valid_for_s is None else min(cache_s, verdict.valid_for_s))
+    return verdict.tenant
 
 
 TenantDep = Annotated[str, Depends(_tenant)]

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import migrations
+from core.key_commands import add_key_commands
 
 API_METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -111,11 +112,7 @@ def add_operator_commands(commands: argparse._SubParsersAction) -> None:
     worker.add_argument("--concurrency", type=int)
     worker.set_defaults(operator_command=_worker)
     commands.add_parser("migrate", help="apply database migrations").set_defaults(operator_command=_migrate)
-    keys = commands.add_parser("keys", help="manage API keys")
-    key_commands = keys.add_subparsers(dest="keys_command", required=True)
-    create = key_commands.add_parser("create", help="create a key for a tenant (printed once)")
-    create.add_argument("--tenant", required=True)
-    create.set_defaults(operator_command=_keys_create)
+    add_key_commands(commands)
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -139,15 +136,4 @@ def _worker(args: argparse.Namespace) -> int:
 def _migrate(args: argparse.Namespace) -> int:
     migrate()
     print("database is at the latest schema", file=sys.stderr)
-    return 0
-
-
-def _keys_create(args: argparse.Namespace) -> int:
-    from core.api_keys import create_key
-    from core.db import session_scope
-
-    migrate()
-    with session_scope() as session:
-        key = create_key(session, args.tenant)
-    print(key)
     return 0
