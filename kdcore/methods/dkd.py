@@ -8,6 +8,13 @@ no ramp. ``temperature: "curriculum"`` learns τ as CTKD does (its DKD variant; 
 ``curriculum``). ``kd_weight`` multiplies α·TCKD + β·NCKD (1, mdistiller's; the logit-standardisation
 code scales α and β by its KD weight instead, the same loss). ``logit_standardization: true`` z-scores
 both logits first (Sun et al. 2024), with that paper's τ 2 and KD weight 9 unless given.
+
+The defaults are mdistiller's CIFAR-100 ones, tuned for resnet32x4→resnet8x4; its other configs
+(``configs/cifar100/dkd/*.yaml``, ``configs/imagenet/*/dkd.yaml``) are presets by pair: β 2 for
+resnet56→resnet20 and resnet110→resnet32, β 6 for the WRN and VGG pairs (wrn40_2→wrn16_2,
+wrn40_2→wrn40_1, vgg13→vgg8, vgg13→mobilenetv2), β 0.5 with τ 1 and one warm-up epoch on ImageNet
+(resnet34→resnet18; β 2 for resnet50→mobilenetv1). ``curriculum`` is DKD as CTKD runs it
+(``scripts/run_cifar_distill.sh``, ``helper/loops.py``): learned τ, β 2, no warm-up.
 """
 
 from __future__ import annotations
@@ -34,7 +41,16 @@ class DKDHyperparams(Hyperparams):
     kd_weight: float = Field(default=1.0, ge=0.0, description="multiplies α·TCKD + β·NCKD")
     logit_standardization: LogitStandardization = False
 
-    presets = logit_standardization_preset(temperature=BASE_TEMPERATURE, kd_weight=KD_WEIGHT)
+    presets = {
+        "resnet32x4_resnet8x4": {"beta": 8.0},
+        "resnet56_resnet20": {"beta": 2.0},
+        "resnet110_resnet32": {"beta": 2.0},
+        "wrn_vgg": {"beta": 6.0},
+        "imagenet": {"beta": 0.5, "temperature": 1.0, "warmup_epochs": 1},
+        "imagenet_resnet50_mobilenetv1": {"beta": 2.0, "temperature": 1.0, "warmup_epochs": 1},
+        "curriculum": {"temperature": "curriculum", "beta": 2.0, "warmup_epochs": 0},
+        **logit_standardization_preset(temperature=BASE_TEMPERATURE, kd_weight=KD_WEIGHT),
+    }
 
 
 def warmup_factor(epoch: int, warmup_epochs: int) -> float:

@@ -9,6 +9,9 @@ SAD starts late (the paper adds it to a model "trained to a reasonable level"; t
 it on at ``sad_start_iter``): here after ``start_fraction`` of training, 0.5 as in design/METHODS.md.
 Neither map is detached in that code, so gradients reach both blocks; ``detach_target`` stops the
 gradient at block m+1 for the reading where the deeper map is a fixed target.
+Preset ``paper_ablation``: what the paper's ablations found best, SAD from 2/3 of training (40 of 60
+epochs) and only the deeper pairs (block2→3, block3→4: mimicking from the shallowest block hurt),
+i.e. ``start_fraction`` 2/3 and ``skip_shallow_pairs`` 1.
 """
 
 from __future__ import annotations
@@ -22,13 +25,16 @@ from kdcore.data.loader import Batch
 from kdcore.errors import BadSpec
 from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, with_total
 from kdcore.methods.registry import register_method
-from kdcore.models.features import FeatureModel
+from kdcore.models.features import FeatureModel, feature_channels
 
 
 class SADHyperparams(Hyperparams):
     weight: float = Field(default=0.1, ge=0.0)
     start_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
     detach_target: bool = False
+    skip_shallow_pairs: int = Field(default=0, ge=0, description="leave out this many of the shallowest block pairs")
+
+    presets = {"paper_ablation": {"start_fraction": 2 / 3, "skip_shallow_pairs": 1}}
 
 
 def sad_attention(feature: Tensor, size: tuple[int, int] | None = None) -> Tensor:
@@ -39,10 +45,11 @@ def sad_attention(feature: Tensor, size: tuple[int, int] | None = None) -> Tenso
     return F.softmax(energy.flatten(1), dim=1)
 
 
-def sad_loss(features: list[Tensor], detach_target: bool = False) -> Tensor:
-    """Σ over consecutive stages of MSE(Ψ(F_m), Ψ(F_{m+1}) at F_m's size)."""
+def sad_loss(features: list[Tensor], detach_target: bool = False, skip_shallow_pairs: int = 0) -> Tensor:
+    """Σ over consecutive stages (from pair ``skip_shallow_pairs`` on) of MSE(Ψ(F_m), Ψ(F_{m+1}) at F_m's size)."""
     losses = []
-    for shallow, deep in zip(features[:-1], features[1:], strict=True):
+    kept = features[skip_shallow_pairs:]
+    for shallow, deep in zip(kept[:-1], kept[1:], strict=True):
         target = sad_attention(deep, tuple(shallow.shape[-2:]))
         losses.append(F.mse_loss(sad_attention(shallow), target.detach() if detach_target else target))
     return torch.stack(losses).sum()
@@ -66,6 +73,9 @@ class SAD(Distiller[SADHyperparams]):
             self._student_features = (FeatureModel(student),)
         except ValueError as exc:
             raise BadSpec(f"method 'sad' reads the student's stage features: {exc}") from exc
+        stages = len(feature_channels(student, context.input_size))
+        if stages - 1 - hparams.skip_shallow_pairs < 1:
+            raise BadSpec(f"method 'sad' needs a pair of consecutive stages: the student has {stages}, skip_shallow_pairs is {hparams.skip_shallow_pairs}")
 
     def is_active(self, info: StepInfo) -> bool:
         return info.fraction >= self.hparams.start_fraction
@@ -74,8 +84,8 @@ class SAD(Distiller[SADHyperparams]):
         assert batch is not None
         logits, features = self._student_features[0](batch.images)
         hp = self.hparams
-        if self.is_active(info) and len(features) > 1:
-            distill = hp.weight * sad_loss(features, hp.detach_target)
+        if self.is_active(info):
+            distill = hp.weight * sad_loss(features, hp.detach_target, hp.skip_shallow_pairs)
         else:
             distill = logits.new_zeros((), dtype=torch.float32)
         return with_total(logits, {"ce": F.cross_entropy(logits, batch.labels), "sad": distill})

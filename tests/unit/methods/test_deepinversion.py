@@ -8,10 +8,12 @@ from torch import nn
 from kdcore.methods import StepInfo, get_method
 from kdcore.methods.deepinversion import (
     BatchNormMatching,
+    LowestLossIterate,
     balanced_targets,
     batchnorm_statistics_distance,
     competition_loss,
     cosine_with_warmup,
+    scaled_jitter,
     total_variation_l2,
 )
 
@@ -94,7 +96,7 @@ def test_inversion_moves_pixels_towards_the_targets(tmp_path):
     distiller = make_distiller(tmp_path, inversion_iterations=1)
     torch.manual_seed(0)
     one_step, targets = distiller.synthesise()
-    distiller.hparams = distiller.Hyperparams(**{**QUICK, "inversion_iterations": 30})
+    distiller.hparams = distiller.Hyperparams(**{**QUICK, "inversion_iterations": 30, "keep_best": False})
     torch.manual_seed(0)
     thirty_steps, same_targets = distiller.synthesise()
     assert torch.equal(targets, same_targets)
@@ -130,3 +132,22 @@ def test_defaults_are_the_official_imagenet_settings():
     assert (hp.competition_scale, hp.inversion_iterations, hp.kd_temperature) == (0.0, 2000, 3.0)
     method = get_method("deepinversion")
     assert not method.needs_dataset and method.needs_batchnorm_statistics and method.teacher_count == (1, 1)
+
+
+def test_the_kept_iterate_is_the_one_after_the_lowest_loss():
+    start = torch.zeros(2, 1, 2, 2)
+    best = LowestLossIterate(start)
+    for loss, value in ((3.0, 1.0), (2.0, 2.0), (2.5, 3.0)):
+        best.offer(torch.tensor(loss), torch.full_like(start, value))
+    torch.testing.assert_close(best.pixels, torch.full_like(start, 2.0))
+    assert float(best.loss) == 2.0
+
+
+def test_presets_scale_the_jitter_or_take_the_official_cifar_script(tmp_path):
+    assert [scaled_jitter(side) for side in (224, 32, 16, 4)] == [30, 4, 2, 1]
+    assert make_distiller(tmp_path, jitter="scaled").jitter_pixels() == 2  # the 16-px test teacher
+    cifar = get_method("deepinversion").Hyperparams(preset="cifar")
+    assert (cifar.r_feature, cifar.first_bn_multiplier, cifar.lr, cifar.beta1, cifar.beta2) == (10.0, 1.0, 0.05, 0.9, 0.999)
+    assert (cifar.tv_l2, cifar.l2, cifar.jitter, cifar.flip, cifar.lr_schedule, cifar.keep_best) == (2.5e-5, 0.0, 2, False, "constant", True)
+    default = get_method("deepinversion").Hyperparams()
+    assert (default.jitter, default.lr_schedule, default.keep_best) == (30, "cosine", True)

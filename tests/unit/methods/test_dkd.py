@@ -54,3 +54,20 @@ def test_curriculum_temperature_dkd_runs_and_learns_tau(tmp_path, mode):
     assert 1.0 < signals["temperature"] < 21.0 and signals["grl_lambda"] > 0
     state = {k: v for k, v in distiller.state_dict().items() if not k.startswith("teachers.")}
     assert any(k.startswith("curriculum.") for k in state)
+
+
+def test_presets_are_mdistillers_configs_by_pair_and_ctkds_curriculum_run():
+    model = get_method("dkd").Hyperparams
+    assert {name: model(preset=name).beta for name in ("resnet32x4_resnet8x4", "resnet56_resnet20", "resnet110_resnet32", "wrn_vgg")} == {
+        "resnet32x4_resnet8x4": 8.0,
+        "resnet56_resnet20": 2.0,
+        "resnet110_resnet32": 2.0,
+        "wrn_vgg": 6.0,
+    }
+    imagenet = model(preset="imagenet")
+    assert (imagenet.beta, imagenet.temperature, imagenet.warmup_epochs, imagenet.alpha, imagenet.ce_weight) == (0.5, 1.0, 1, 1.0, 1.0)
+    curriculum = model(preset="curriculum")
+    assert (curriculum.temperature, curriculum.beta, curriculum.warmup_epochs) == ("curriculum", 2.0, 0)
+    assert model(preset="curriculum", curriculum={"mode": "instance"}).curriculum.mode == "instance"
+    standardised = model(preset="resnet56_resnet20", logit_standardization=True)
+    assert (standardised.beta, standardised.kd_weight, standardised.temperature) == (2.0, 9.0, 2.0)  # the LS code's β·9 = 18

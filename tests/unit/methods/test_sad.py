@@ -1,7 +1,9 @@
+import pytest
 import torch
 from factories import make_batch, make_context, make_student
 from torch.nn import functional as F
 
+from kdcore.errors import BadSpec
 from kdcore.methods import StepInfo, get_method
 from kdcore.methods.sad import sad_attention, sad_loss
 
@@ -35,6 +37,24 @@ def test_sad_loss_resizes_the_deeper_map_to_the_shallower_and_sums_pairs():
 
     expected = F.mse_loss(psi(f1, (8, 8)), psi(f2, (8, 8))) + F.mse_loss(psi(f2, (4, 4)), psi(f3, (4, 4)))
     torch.testing.assert_close(sad_loss([f1, f2, f3]), expected)
+    torch.testing.assert_close(sad_loss([f1, f2, f3], skip_shallow_pairs=1), F.mse_loss(psi(f2, (4, 4)), psi(f3, (4, 4))))
+
+
+def test_paper_ablation_preset_starts_at_two_thirds_without_the_shallowest_pair():
+    distiller = _distiller(preset="paper_ablation").train()
+    assert (distiller.hparams.start_fraction, distiller.hparams.skip_shallow_pairs) == (2 / 3, 1)
+    batch = make_batch()
+    assert distiller(batch, StepInfo(1, 1, 5, 4, 2))["loss/sad"].item() == 0.0  # 5/8 of training
+    late = distiller(batch, StepInfo(1, 2, 6, 4, 2))
+    with torch.no_grad():
+        _, features = distiller._student_features[0](batch.images)
+        torch.testing.assert_close(late["loss/sad"], 0.1 * sad_loss(features[1:]))
+        assert not torch.allclose(late["loss/sad"], 0.1 * sad_loss(features))
+
+
+def test_sad_refuses_a_student_with_no_pair_left():
+    with pytest.raises(BadSpec, match="needs a pair"):
+        _distiller(skip_shallow_pairs=2)
 
 
 def test_sad_is_off_before_start_fraction_and_on_after():
