@@ -58,6 +58,9 @@ class TrainCallbacks:
     def on_phase(self, name: str) -> None:
         """Called when the run starts a phase: ``validating``, ``teacher_outputs``, ``training``, ``evaluating``, ``exporting``."""
 
+    def on_notice(self, name: str, message: str) -> None:
+        """Called when the run decides something the user should know about (e.g. ``teacher_cache``: why reuse is off)."""
+
     def should_cancel(self) -> bool:
         """Polled every step; implementations should answer from memory and refresh rarely."""
         return False

@@ -1,9 +1,8 @@
 """Batches for training and evaluation, reproducible from (seed, epoch) alone.
 
 The order of epoch ``e`` is a permutation drawn from a generator seeded with ``(seed, e)``, and the
-augmentation of step ``s`` from ``(seed, e, s)`` (or from a fixed :class:`VariantPool` slot chosen
-by ``(seed, e)``). A resumed run therefore needs only the epoch and step to continue exactly where
-it stopped: no sampler state to pickle.
+augmentation of step ``s`` from ``(seed, e, s)``. A resumed run therefore needs only the epoch and
+step to continue exactly where it stopped: no sampler state to pickle.
 
 No DataLoader: images are decoded once into one uint8 tensor, so a batch is a gather, a convert and
 an augment. On CUDA the whole uint8 set is copied to the GPU once when it fits
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from kdcore.data.augment import CropFlip, VariantPool, apply_crop_flip, draw_crop_flip, seeded_generator
+from kdcore.data.augment import CropFlip, apply_crop_flip, draw_crop_flip, seeded_generator
 from kdcore.data.images import ImageSet
 
 DEVICE_RESIDENT_MAX_BYTES = 2 * 1024**3
@@ -28,12 +27,13 @@ ORDER_STREAM, AUGMENT_STREAM = 1, 2
 
 @dataclass
 class Batch:
-    """A training batch: float images in [0,1], labels, dataset indices (CPU) and the augmentation used."""
+    """A training batch: float images in [0,1], labels, dataset indices (CPU), the augmentation used and the epoch it belongs to."""
 
     images: Tensor
     labels: Tensor
     indices: Tensor
     augment: CropFlip | None = None
+    epoch: int | None = None
 
 
 def epoch_order(num_items: int, seed: int, epoch: int) -> Tensor:
@@ -61,13 +61,12 @@ class BatchPlan:
 
 
 class TrainingBatches:
-    """The batches of any epoch of one run: ``plan`` says which samples, ``augment``/``pool`` how they look."""
+    """The batches of any epoch of one run: ``plan`` says which samples, ``augment`` how they look."""
 
-    def __init__(self, data: ImageSet, plan: BatchPlan, device: torch.device, augment: bool, pool: VariantPool | None = None) -> None:
+    def __init__(self, data: ImageSet, plan: BatchPlan, device: torch.device, augment: bool) -> None:
         self.plan = plan
         self.device = device
         self.augment = augment
-        self.pool = pool if augment else None
         resident = device.type != "cpu" and data.images.numel() <= DEVICE_RESIDENT_MAX_BYTES
         self.images = data.images.to(device) if resident else data.images
         self.labels = data.labels.to(device)
@@ -82,19 +81,16 @@ class TrainingBatches:
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
         """Yield the batches of ``epoch`` from ``start_step`` on, gathered, converted and augmented."""
-        variant = self.pool.epoch_variant(epoch) if self.pool is not None else None
         for step, indices in enumerate(self.plan.batches(epoch)):
             if step < start_step:
                 continue
             images = self._gather(indices).float().div_(255.0)
             params = None
-            if variant is not None:
-                params = self.pool.params(indices, variant)
-            elif self.augment:
+            if self.augment:
                 params = draw_crop_flip(len(indices), images.shape[-2], images.shape[-1], seeded_generator(self.plan.seed, epoch, step, AUGMENT_STREAM))
             if params is not None:
                 images = apply_crop_flip(images, params)
-            yield Batch(images, self.labels[indices.to(self.labels.device)], indices, params)
+            yield Batch(images, self.labels[indices.to(self.labels.device)], indices, params, epoch)
 
 
 def evaluation_batches(data: ImageSet, batch_size: int, device: torch.device) -> Iterator[tuple[Tensor, Tensor]]:

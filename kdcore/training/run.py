@@ -12,14 +12,15 @@ from dataclasses import dataclass
 import torch
 
 from kdcore import build
-from kdcore.data.augment import VariantPool
+from kdcore.data import pipeline
+from kdcore.data.images import ImageSet
 from kdcore.data.loader import Batch, TrainingBatches
-from kdcore.methods import Distiller, get_method
+from kdcore.methods import Distiller, Hyperparams, get_method
 from kdcore.models.loading import Teacher
 from kdcore.phases import PhaseClock
 from kdcore.runtime import Runtime, resolve_runtime
 from kdcore.spec import JobSpec
-from kdcore.teacher_cache import VARIANTS_PER_SAMPLE, TeacherOutputCache, teacher_store_dir
+from kdcore.teacher_cache import cache_for_run
 from kdcore.training.guard import RunGuard
 
 DATA_FREE_STEPS_PER_EPOCH = 50
@@ -50,33 +51,35 @@ class TrainingRun:
 
 
 def attach_teacher_cache(
-    spec: JobSpec, distiller: Distiller, data: build.RunData, runtime: Runtime, guard: RunGuard, phases: PhaseClock | None = None
-) -> VariantPool | None:
-    """Reuse teacher outputs where the teacher's inputs repeat; returns the augmentation pool the batches must draw from."""
+    spec: JobSpec,
+    distiller: Distiller,
+    hparams: Hyperparams,
+    data: build.RunData,
+    batches: TrainingBatches | None,
+    runtime: Runtime,
+    guard: RunGuard,
+    phases: PhaseClock | None = None,
+) -> None:
+    """Serve teacher logits through :mod:`kdcore.teacher_cache`, which reuses them only where the student's inputs stay the same.
+
+    Where reuse is off (by the spec, the data path or the cache's own rules) a ``teacher_cache`` notice says why.
+    """
     config = spec.training
-    method = type(distiller)
-    if data.train is None or config.teacher_cache != "auto" or not distiller.teachers or method.needs_teacher_features:
-        return None
-    pool = None
-    if config.augment == "flip_crop":
-        pool = VariantPool(len(data.train), data.train.images.shape[-2], data.train.images.shape[-1], config.seed, VARIANTS_PER_SAMPLE)
+    if batches is None or not distiller.teachers:
+        return
+    refusal = pipeline.teacher_reuse_off(config, not isinstance(data.train, ImageSet)) if config.teacher_cache == "auto" else None
+    if refusal is None and isinstance(data.train, ImageSet):
 
-    def check() -> None:
-        """Called before each chunk the teacher computes: the run is in its ``teacher_outputs`` phase until the step ends."""
-        if phases is not None:
-            phases.enter("teacher_outputs")
-        guard.check("while computing teacher outputs")
+        def check() -> None:
+            """Called before each chunk the teacher computes: the run is in its ``teacher_outputs`` phase until the step ends."""
+            if phases is not None:
+                phases.enter("teacher_outputs")
+            guard.check("while computing teacher outputs")
 
-    distiller.teacher_cache = TeacherOutputCache(
-        data.train,
-        pool,
-        len(distiller.teachers),
-        runtime.device,
-        teacher_store_dir(spec.work_dir),
-        runtime.amp_dtype,
-        check,
-    )
-    return pool
+        cache = cache_for_run(spec, type(distiller), hparams, data.train, batches, list(distiller.teachers), runtime.device, runtime.amp_dtype, check)
+        distiller.teacher_cache, refusal = cache, cache.reason
+    if refusal is not None and config.teacher_cache == "auto":
+        guard.callbacks.on_notice("teacher_cache", refusal)
 
 
 def prepare_run(spec: JobSpec, guard: RunGuard, phases: PhaseClock | None = None) -> TrainingRun:
@@ -100,10 +103,10 @@ def prepare_run(spec: JobSpec, guard: RunGuard, phases: PhaseClock | None = None
         distiller.to(memory_format=torch.channels_last)
     if runtime.compile:
         distiller.student.compile()
-    pool = attach_teacher_cache(spec, distiller, data, runtime, guard, phases)
     batches = None
     if plan is not None and data.train is not None:
-        batches = TrainingBatches(data.train, plan, runtime.device, config.augment == "flip_crop", pool)
+        batches = TrainingBatches(data.train, plan, runtime.device, config.augment == "flip_crop")
+    attach_teacher_cache(spec, distiller, hparams, data, batches, runtime, guard, phases)
     optimizer = build.build_optimizer(config, distiller)
     schedule = build.build_schedule(config, optimizer, steps_per_epoch * config.epochs)
     return TrainingRun(spec, runtime, data, teachers, distiller, batches, steps_per_epoch, optimizer, schedule, runtime.grad_scaler())

@@ -18,7 +18,7 @@ from torch import Tensor
 from kdcore.data.loader import Batch
 from kdcore.errors import OutOfMemory, Paused
 from kdcore.evaluate import evaluate
-from kdcore.events import Progress, TrainCallbacks, TrainResult
+from kdcore.events import MetricPoint, Progress, TrainCallbacks, TrainResult
 from kdcore.finish import finish_run
 from kdcore.methods import StepInfo
 from kdcore.phases import PhaseClock
@@ -49,6 +49,8 @@ class Trainer:
         for epoch in range(start.epoch, self.config.epochs):
             self.train_epoch(epoch, start.step if epoch == start.epoch else 0)
             self.validate(epoch)
+            if (cache := self.run.distiller.teacher_cache) is not None:
+                self.log.report([MetricPoint(name, self.global_step, epoch + 1, value) for name, value in cache.metrics().items()])
             self.checkpoint(epoch + 1, 0)
             self.callbacks.on_progress(self.progress(epoch))
             if epoch + 1 < self.config.epochs and self.callbacks.should_pause():

@@ -1,8 +1,8 @@
-"""Batches are a pure function of (seed, epoch, step); pooled augmentation visits each slot once per block."""
+"""Batches are a pure function of (seed, epoch, step) and say which epoch they belong to."""
 
 import torch
 
-from kdcore.data.augment import CropFlip, VariantPool, apply_crop_flip, crop_padding
+from kdcore.data.augment import CropFlip, apply_crop_flip, crop_padding
 from kdcore.data.images import ImageSet
 from kdcore.data.loader import BatchPlan, TrainingBatches, epoch_order
 
@@ -41,7 +41,7 @@ def test_batches_replay_exactly_and_resume_mid_epoch():
         _same(a, b)
     for a, b in zip(full[3:], resumed, strict=True):
         _same(a, b)
-    assert full[0].augment is not None and full[0].augment.variant is None
+    assert full[0].augment is not None and all(batch.epoch == 2 for batch in full)
 
 
 def test_without_augmentation_images_are_the_stored_ones():
@@ -49,33 +49,6 @@ def test_without_augmentation_images_are_the_stored_ones():
     batch = next(TrainingBatches(data, BatchPlan(data.labels, 8, 0), CPU, augment=False).epoch(0))
     assert batch.augment is None
     torch.testing.assert_close(batch.images, data.images[batch.indices].float() / 255, rtol=0, atol=0)
-
-
-def test_pool_visits_every_slot_once_per_block_of_epochs():
-    pool = VariantPool(10, 16, 16, seed=1, variants=4)
-    for block in range(3):
-        assert sorted(pool.epoch_variant(block * 4 + e) for e in range(4)) == [0, 1, 2, 3]
-
-
-def test_pooled_batches_use_the_epochs_slot_and_name_it():
-    data = _images()
-    pool = VariantPool(len(data), 16, 16, seed=2, variants=4)
-    source = TrainingBatches(data, BatchPlan(data.labels, 8, 2), CPU, augment=True, pool=pool)
-    for epoch in range(5):
-        slot = pool.epoch_variant(epoch)
-        for batch in source.epoch(epoch):
-            assert torch.equal(batch.augment.variant, torch.full_like(batch.indices, slot))
-            expected = apply_crop_flip(data.images[batch.indices].float() / 255, pool.params(batch.indices, slot))
-            torch.testing.assert_close(batch.images, expected, rtol=0, atol=0)
-
-
-def test_a_slots_crops_do_not_depend_on_the_pool_size():
-    small, large = VariantPool(30, 16, 16, seed=4, variants=2), VariantPool(30, 16, 16, seed=4, variants=8)
-    rows = torch.arange(30)
-    for slot in range(2):
-        a, b = small.params(rows, slot), large.params(rows, slot)
-        assert torch.equal(a.dx, b.dx) and torch.equal(a.dy, b.dy) and torch.equal(a.flip, b.flip)
-    assert not torch.equal(VariantPool(30, 16, 16, seed=5, variants=2).dx, small.dx)
 
 
 def test_centre_crop_is_identity_and_flip_mirrors():

@@ -1,4 +1,4 @@
-"""Teacher-output reuse: the teacher runs once per (sample, slot), values match fresh ones, resume stays exact."""
+"""Teacher-output reuse changes nothing the student trains on, stores logits as exactly as the loss needs, and says when it is off."""
 
 import shutil
 
@@ -9,30 +9,34 @@ from safetensors.torch import load_file
 from torch import nn
 
 from kdcore.data import load_split
-from kdcore.data.augment import VariantPool
 from kdcore.data.images import ImageSet
 from kdcore.data.loader import BatchPlan, TrainingBatches
 from kdcore.errors import Cancelled
 from kdcore.events import TrainCallbacks
+from kdcore.methods import get_method
 from kdcore.spec import DatasetSource, JobSpec
-from kdcore.teacher_cache import LogitCodec, TeacherOutputCache
+from kdcore.teacher_cache import STORE_MAX_BYTES_ENV, TOP_K, LogitCodec, TeacherOutputCache, cache_for_run, choose_codec
 from kdcore.train import train
 
 CPU = torch.device("cpu")
 INPUT = (3, 16, 16)
 
 
-class CountingTeacher(nn.Module):
-    """A real teacher that counts the inputs it is run on."""
+class RecordingTeacher(nn.Module):
+    """A real teacher that counts and keeps the inputs it is run on."""
 
     def __init__(self, teacher: nn.Module) -> None:
         super().__init__()
         self.teacher = teacher
         self.source = teacher.source
-        self.seen = 0
+        self.seen: list[torch.Tensor] = []
+
+    @property
+    def count(self) -> int:
+        return sum(len(x) for x in self.seen)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.seen += len(x)
+        self.seen.append(x.clone())
         return self.teacher(x)
 
 
@@ -42,8 +46,22 @@ def data() -> ImageSet:
     return ImageSet(full.images[:96], full.labels[:96], full.classes)
 
 
-def _epochs(cache: TeacherOutputCache, teacher: nn.Module, source: TrainingBatches, epochs: range) -> list[torch.Tensor]:
-    return [cache.logits(0, teacher, batch) for epoch in epochs for batch in source.epoch(epoch)]
+def _batches(data: ImageSet, seed: int = 0, augment: bool = True, plan: BatchPlan | None = None) -> TrainingBatches:
+    return TrainingBatches(data, plan or BatchPlan(data.labels, 16, seed), CPU, augment=augment)
+
+
+def _cache(data: ImageSet, batches: TrainingBatches, recipe: str = "flip_crop", store=None, codec: LogitCodec | None = None) -> TeacherOutputCache:
+    return TeacherOutputCache(data, batches, recipe, 1, codec or LogitCodec(data.num_classes), 1.0, CPU, store)
+
+
+def _served(cache: TeacherOutputCache, teacher: nn.Module, batches: TrainingBatches, epochs: range) -> list[torch.Tensor]:
+    return [cache.logits(0, teacher, batch) for epoch in epochs for batch in batches.epoch(epoch)]
+
+
+def _fp16_bound(logits: torch.Tensor) -> torch.Tensor:
+    """Largest error fp16 storage of the offsets from each row's maximum may add (half an fp16 ulp of the offset)."""
+    offsets = (logits - logits.max(dim=1, keepdim=True).values).abs()
+    return offsets * 2.0**-11 + 1e-6
 
 
 def test_full_codec_keeps_every_logit_to_fp16_of_its_distance_from_the_largest():
@@ -52,122 +70,187 @@ def test_full_codec_keeps_every_logit_to_fp16_of_its_distance_from_the_largest()
     peak = logits.max(dim=1, keepdim=True).values
     torch.testing.assert_close(decoded, (logits - peak).half().float() + peak, rtol=0, atol=0)
     assert torch.equal(decoded.max(dim=1).values, logits.max(dim=1).values)
-    torch.testing.assert_close(decoded.softmax(1), logits.softmax(1), rtol=0, atol=1e-3)
 
 
 def test_top_k_codec_keeps_top_probabilities_and_spreads_the_rest():
-    codec, logits = LogitCodec(1000), torch.randn(4, 1000) * 3
+    codec, logits = LogitCodec(1000, TOP_K), torch.randn(4, 1000) * 3
     decoded = codec.decode(codec.encode(logits))
     p, q = logits.softmax(1), decoded.softmax(1)
-    top = logits.topk(codec.top_k, dim=1).indices
+    top = logits.topk(TOP_K, dim=1).indices
     torch.testing.assert_close(q.gather(1, top), p.gather(1, top), rtol=2e-3, atol=1e-6)
     rest = q.scatter(1, top, float("nan"))
-    assert torch.allclose(rest.nanmean(1), (1 - p.gather(1, top).sum(1)) / (1000 - codec.top_k), rtol=1e-2)
+    assert torch.allclose(rest.nanmean(1), (1 - p.gather(1, top).sum(1)) / (1000 - TOP_K), rtol=1e-2)
     assert torch.equal(decoded.argmax(1), logits.argmax(1))
 
 
-def test_teacher_runs_once_per_sample_and_slot_then_every_later_epoch_hits(tmp_path, data):
-    teacher = CountingTeacher(make_teacher(tmp_path, input_size=INPUT))
-    pool = VariantPool(len(data), 16, 16, seed=0, variants=4)
-    source = TrainingBatches(data, BatchPlan(data.labels, 16, 0), CPU, augment=True, pool=pool)
-    cache = TeacherOutputCache(data, pool, 1, CPU)
-    _epochs(cache, teacher, source, range(1))
-    assert teacher.seen == len(data)
-    _epochs(cache, teacher, source, range(1, 4))
-    assert teacher.seen == 4 * len(data)
-    later = _epochs(cache, teacher, source, range(4, 9))
-    assert teacher.seen == 4 * len(data) and cache.teacher_samples == teacher.seen
-    assert cache.served_rows == 9 * len(data) and len(later) == 5 * 6
+class SoftmaxOnlyReader:
+    """Stands for a method that declares its losses read teacher logits only as softmax(z/τ)."""
+
+    teacher_softmax_only = True
 
 
-def test_stored_values_equal_fresh_teacher_outputs(tmp_path, data):
+@pytest.mark.parametrize(
+    ("method", "hparams", "classes", "top_k"),
+    [
+        (SoftmaxOnlyReader, {"temperature": 1.0}, 1000, TOP_K),
+        (SoftmaxOnlyReader, {"temperature": 1.0}, 100, None),
+        (SoftmaxOnlyReader, {"temperature": 4.0}, 1000, None),
+        (SoftmaxOnlyReader, {"temperature": "curriculum"}, 1000, None),
+        (SoftmaxOnlyReader, {"temperature": 1.0, "logit_standardization": True}, 1000, None),
+        (SoftmaxOnlyReader, {}, 1000, None),
+        ("kd", {"temperature": 1.0}, 1000, None),
+        ("meal_v2", {}, 1000, None),
+        ("ctkd", {}, 1000, None),
+    ],
+)
+def test_top_k_only_for_a_declared_softmax_reader_at_temperature_one(method, hparams, classes, top_k):
+    if isinstance(method, str):
+        method = get_method(method)
+        hparams = method.Hyperparams(**hparams)
+    else:
+        hparams = type("H", (), hparams)()
+    assert choose_codec(method, hparams, classes).top_k == top_k
+
+
+def test_cached_run_sees_the_same_batches_and_teacher_targets_as_an_uncached_one(tmp_path, data):
+    """``teacher_cache`` auto and off: identical images, the teacher's inputs are the student's, targets equal to fp16 storage."""
     teacher = make_teacher(tmp_path, input_size=INPUT)
-    pool = VariantPool(len(data), 16, 16, seed=1, variants=4)
-    source = TrainingBatches(data, BatchPlan(data.labels, 16, 1), CPU, augment=True, pool=pool)
-    cache = TeacherOutputCache(data, pool, 1, CPU)
-    for epoch in range(6):
-        for batch in source.epoch(epoch):
+    recording = RecordingTeacher(teacher)
+    cached, uncached = _batches(data, seed=5), _batches(data, seed=5)
+    cache = _cache(data, cached)
+    for epoch in range(3):
+        for with_cache, without in zip(cached.epoch(epoch), uncached.epoch(epoch), strict=True):
+            target = cache.logits(0, recording, with_cache)
+            torch.testing.assert_close(with_cache.images, without.images, rtol=0, atol=0)
+            assert torch.equal(with_cache.indices, without.indices) and torch.equal(with_cache.augment.dx, without.augment.dx)
             with torch.inference_mode():
-                fresh = teacher(batch.images)
-            torch.testing.assert_close(cache.logits(0, teacher, batch), fresh, rtol=2e-3, atol=2e-3)
+                fresh = teacher(without.images)
+            assert ((target - fresh).abs() <= _fp16_bound(fresh)).all()
+    shown = torch.cat(recording.seen)
+    assert len(shown) == 3 * len(data) and cache.teacher_samples == len(shown)
+    metrics = cache.metrics()
+    assert metrics["teacher_cache/reuse"] == 1.0 and metrics["teacher_cache/from_store"] == 0.0
+    assert 0.0 <= metrics["teacher_cache/kl_error"] < 1e-5 and metrics["teacher_cache/max_logit_error"] < 1e-2
 
 
 def test_without_augmentation_one_slot_serves_every_epoch(tmp_path, data):
-    teacher = CountingTeacher(make_teacher(tmp_path, input_size=INPUT))
-    source = TrainingBatches(data, BatchPlan(data.labels, 16, 0), CPU, augment=False)
-    cache = TeacherOutputCache(data, None, 1, CPU)
-    _epochs(cache, teacher, source, range(3))
-    assert teacher.seen == len(data)
+    teacher = RecordingTeacher(make_teacher(tmp_path, input_size=INPUT))
+    batches = _batches(data, augment=False)
+    cache = _cache(data, batches, recipe="none")
+    _served(cache, teacher, batches, range(3))
+    assert teacher.count == len(data) and cache.served_rows == 3 * 6 * 16
 
 
-def test_random_augmentation_is_never_served_from_the_table(tmp_path, data):
-    teacher = CountingTeacher(make_teacher(tmp_path, input_size=INPUT))
-    source = TrainingBatches(data, BatchPlan(data.labels, 16, 0), CPU, augment=True)
-    _epochs(TeacherOutputCache(data, None, 1, CPU), teacher, source, range(2))
-    assert teacher.seen == 2 * len(data)
-
-
-def test_a_later_job_loads_the_stored_slots_bit_for_bit(tmp_path, data):
+def test_a_later_job_loads_every_epoch_bit_for_bit_and_runs_no_teacher(tmp_path, data):
     store = tmp_path / "store"
-    pool = VariantPool(len(data), 16, 16, seed=2, variants=2)
-    source = TrainingBatches(data, BatchPlan(data.labels, 16, 2), CPU, augment=True, pool=pool)
-    first_teacher = CountingTeacher(make_teacher(tmp_path, input_size=INPUT))
-    first = _epochs(TeacherOutputCache(data, pool, 1, CPU, store), first_teacher, source, range(2))
+    first_teacher = RecordingTeacher(make_teacher(tmp_path, input_size=INPUT))
+    first = _served(_cache(data, _batches(data, 2), store=store), first_teacher, _batches(data, 2), range(2))
     assert len(list(store.glob("*.safetensors"))) == 2
-    again = CountingTeacher(make_teacher(tmp_path, input_size=INPUT))
-    cache = TeacherOutputCache(data, pool, 1, CPU, store)
-    second = _epochs(cache, again, source, range(2))
-    assert again.seen == 0 and cache.loaded_slots == 2
+    again = RecordingTeacher(make_teacher(tmp_path, input_size=INPUT))
+    cache = _cache(data, _batches(data, 2), store=store)
+    second = _served(cache, again, _batches(data, 2), range(2))
+    assert again.count == 0 and cache.metrics()["teacher_cache/from_store"] == 1.0
+    assert cache.metrics()["teacher_cache/kl_error"] < 1e-5
     for a, b in zip(first, second, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    other_seed = VariantPool(len(data), 16, 16, seed=3, variants=2)
-    _epochs(TeacherOutputCache(data, other_seed, 1, CPU, store), again, TrainingBatches(data, BatchPlan(data.labels, 16, 3), CPU, True, other_seed), range(1))
-    assert again.seen == len(data)
+    _served(_cache(data, _batches(data, 3), store=store), again, _batches(data, 3), range(1))
+    assert again.count == len(data), "another seed draws other views, so nothing may be loaded"
 
 
 def test_a_different_teacher_file_does_not_reuse_the_store(tmp_path, data):
     store = tmp_path / "store"
-    source = TrainingBatches(data, BatchPlan(data.labels, 16, 0), CPU, augment=False)
-    _epochs(TeacherOutputCache(data, None, 1, CPU, store), make_teacher(tmp_path, input_size=INPUT, seed=0), source, range(1))
+    _served(
+        _cache(data, _batches(data, augment=False), "none", store), make_teacher(tmp_path, input_size=INPUT, seed=0), _batches(data, augment=False), range(1)
+    )
     (tmp_path / "other").mkdir()
-    other = CountingTeacher(make_teacher(tmp_path / "other", input_size=INPUT, seed=1))
-    _epochs(TeacherOutputCache(data, None, 1, CPU, store), other, source, range(1))
-    assert other.seen == len(data) and len(list(store.glob("*.safetensors"))) == 2
+    other = RecordingTeacher(make_teacher(tmp_path / "other", input_size=INPUT, seed=1))
+    _served(_cache(data, _batches(data, augment=False), "none", store), other, _batches(data, augment=False), range(1))
+    assert other.count == len(data) and len(list(store.glob("*.safetensors"))) == 2
 
 
-class CancelAtStep(TrainCallbacks):
-    """Asks to stop once progress reaches ``step`` (the trainer checks right after reporting it)."""
+class RepeatingPlan(BatchPlan):
+    """Shows every sample twice an epoch (two different views), as a class-balanced sampler may."""
 
-    def __init__(self, step: int) -> None:
-        self.reached, self.step = 0, step
-
-    def on_progress(self, progress) -> None:
-        self.reached = progress.step
-
-    def should_cancel(self) -> bool:
-        return self.reached >= self.step
+    def batches(self, epoch: int) -> list[torch.Tensor]:
+        return [torch.cat([b, b]) for b in super().batches(epoch)]
 
 
-def _kd_spec(teacher, work) -> JobSpec:
-    training = {"epochs": 6, "batch_size": 128, "seed": 3, "input_size": list(INPUT), "augment": "flip_crop", "checkpoint_every_steps": 7}
+def test_an_epoch_that_shows_a_sample_twice_is_served_fresh(tmp_path, data):
+    teacher = make_teacher(tmp_path, input_size=INPUT)
+    batches = _batches(data, plan=RepeatingPlan(data.labels, 8, 0))
+    cache = _cache(data, batches)
+    for batch in batches.epoch(0):
+        with torch.inference_mode():
+            fresh = teacher(batch.images)
+        torch.testing.assert_close(cache.logits(0, teacher, batch), fresh, rtol=0, atol=0)
+    assert cache.served_rows == 0
+
+
+def _spec(teacher, work, epochs: int = 2, hyperparams: dict | None = None) -> JobSpec:
+    config = {"epochs": epochs, "batch_size": 128, "seed": 3, "input_size": list(INPUT), "augment": "flip_crop", "checkpoint_every_steps": 7}
     return JobSpec(
         method="kd",
         teachers=[teacher],
         student={"arch": "cifar_resnet8"},
         dataset={"builtin": "digits"},
-        training=training,
+        hyperparams=hyperparams or {},
+        training=config,
         export=["safetensors"],
         work_dir=work,
     )
 
 
-def test_resume_with_variants_is_exact_even_when_the_store_is_gone(tmp_path):
+def test_reuse_is_off_and_says_so_for_an_unstored_teacher_or_an_oversized_store(tmp_path, data, monkeypatch):
+    batches = _batches(data)
+    unstored = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 10))
+    spec = _spec(save_teacher(tmp_path, input_size=INPUT), tmp_path / "job")
+    cache = cache_for_run(spec, get_method("kd"), get_method("kd").Hyperparams(), data, batches, [unstored], CPU)
+    assert not cache.enabled and "cannot be stored" in cache.reason and cache.metrics() == {"teacher_cache/reuse": 0.0}
+    batch = next(batches.epoch(0))
+    torch.testing.assert_close(cache.logits(0, unstored, batch), unstored(batch.images), rtol=0, atol=0)
+    monkeypatch.setenv(STORE_MAX_BYTES_ENV, "1000")
+    stored = make_teacher(tmp_path, input_size=INPUT)
+    assert "above" in cache_for_run(spec, get_method("kd"), get_method("kd").Hyperparams(), data, batches, [stored], CPU).reason
+
+
+class Recorder(TrainCallbacks):
+    def __init__(self, cancel_at: int | None = None) -> None:
+        self.points, self.notices, self.reached, self.cancel_at = [], [], 0, cancel_at
+
+    def on_metrics(self, points) -> None:
+        self.points += points
+
+    def on_notice(self, name: str, message: str) -> None:
+        self.notices.append((name, message))
+
+    def on_progress(self, progress) -> None:
+        self.reached = progress.step
+
+    def should_cancel(self) -> bool:
+        return self.cancel_at is not None and self.reached >= self.cancel_at
+
+    def last(self, name: str) -> float:
+        return [p.value for p in self.points if p.name == name][-1]
+
+
+def test_a_second_job_with_the_same_teacher_and_seed_loads_every_teacher_output(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDCORE_TEACHER_STORE", str(tmp_path / "shared-store"))
     teacher = save_teacher(tmp_path, input_size=INPUT)
-    uninterrupted = train(_kd_spec(teacher, tmp_path / "a"))
+    first, second = Recorder(), Recorder()
+    train(_spec(teacher, tmp_path / "a"), first)
+    train(_spec(teacher, tmp_path / "b", hyperparams={"temperature": 2.0}), second)
+    assert first.last("teacher_cache/from_store") == 0.0 and second.last("teacher_cache/from_store") == 1.0
+    assert second.last("teacher_cache/reuse") == 1.0 and second.last("teacher_cache/kl_error") < 1e-5
+    assert first.notices == [] and second.notices == []
+
+
+def test_resume_is_exact_even_when_the_store_is_gone(tmp_path):
+    teacher = save_teacher(tmp_path, input_size=INPUT)
+    uninterrupted = train(_spec(teacher, tmp_path / "a", epochs=6))
     with pytest.raises(Cancelled):
-        train(_kd_spec(teacher, tmp_path / "b"), CancelAtStep(50))
+        train(_spec(teacher, tmp_path / "b", epochs=6), Recorder(cancel_at=50))
     shutil.rmtree(tmp_path / "b" / "teacher-outputs")
-    resumed = train(_kd_spec(teacher, tmp_path / "b"))
+    resumed = train(_spec(teacher, tmp_path / "b", epochs=6))
     assert resumed.resumed_from_step == 49
     a, b = (load_file(str(r.artifacts[0].path)) for r in (uninterrupted, resumed))
     assert a.keys() == b.keys()
