@@ -7,6 +7,7 @@ that lists every method of the path, not only those of the first route that matc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -74,6 +75,26 @@ def _json_safe(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _body_sentence(request: Request, errors: Sequence[Any]) -> str | None:
+    """What is wrong with a JSON body as a whole, where pydantic's words ("JSON decode error", "a valid dictionary") would mislead."""
+    if not errors:
+        return None
+    first = errors[0]
+    loc = tuple(first.get("loc", ()))
+    if first.get("type") == "json_invalid":
+        at = f"at character {loc[1]}: " if len(loc) > 1 else ""
+        return f"the request body is not valid JSON ({at}{(first.get('ctx') or {}).get('error', 'decode error')}); send one JSON object"
+    if loc != ("body",):
+        return None
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        shown = f"'{media_type}'" if media_type else "none"
+        return f"this endpoint takes a JSON body; set the header 'Content-Type: application/json' (the request's Content-Type is {shown})"
+    if first.get("type") == "missing":
+        return "the request body is empty; send a JSON object"
+    return f"the request body must be a JSON object, not {type(first.get('input')).__name__}"
+
+
 def _allowed_methods(request: Request) -> list[str]:
     """Every method some route serves on this path (Starlette lists only the first partial match's)."""
     methods: set[str] = set()
@@ -96,11 +117,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem(422, exc.message, type_=f"urn:distillery:{exc.code}")
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _json_safe(exc.errors())
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         where = ".".join(p for p in first["loc"] if p not in ("body",)) or "request"
-        return problem(422, f"{where}: {first['msg']}", errors)
+        return problem(422, _body_sentence(request, exc.errors()) or f"{where}: {first['msg']}", errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

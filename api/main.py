@@ -14,7 +14,7 @@ from api.access_log import log_access
 from api.errors import install_error_handlers
 from api.metrics import install_metrics, record_request
 from api.response_observer import ResponseObserver
-from api.routes import artifact_links, artifacts, console, datasets, events, health, jobs, methods, teachers, webhooks
+from api.routes import artifact_links, artifacts, checkpoints, console, datasets, events, health, jobs, lifecycle, methods, teachers, webhooks
 from core.logging_config import configure_logging
 
 
@@ -54,7 +54,7 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     install_metrics(app)
     app.add_middleware(ResponseObserver, observers=[record_request, log_access])
-    for module in (health, teachers, datasets, jobs, events, webhooks, artifacts, artifact_links, methods):
+    for module in (health, teachers, datasets, jobs, lifecycle, checkpoints, events, webhooks, artifacts, artifact_links, methods):
         app.include_router(module.router)
     app.include_router(console.router)
     return app

@@ -1,8 +1,8 @@
-"""The client half of the ``distillery`` command: upload, submit, watch, cancel and download over HTTP.
+"""The client half of the ``distillery`` command: upload, submit, watch, pause, resume, retry, cancel and download over HTTP.
 
 Configured by ``DISTILLERY_URL`` (default http://127.0.0.1:8000) and ``DISTILLERY_API_KEY``. What a
 script needs (IDs, a status word, file paths) goes alone on stdout, one per line; everything meant
-for a person goes to stderr. ``submit --wait`` and ``events`` exit 0 only when the job succeeded.
+for a person goes to stderr. ``submit --wait`` and ``events`` exit 0 only when the job succeeded (a paused job ends the watch too).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import os
 import sys
 import typing
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -66,9 +67,25 @@ def add_client_commands(commands: argparse._SubParsersAction) -> None:
     listing.add_argument("--json", action="store_true", help="one job object per line on stdout")
     listing.set_defaults(client_command=_list)
 
-    cancel = commands.add_parser("cancel", help="cancel a queued or running job")
+    cancel = commands.add_parser("cancel", help="cancel a queued, running, pausing or paused job")
     cancel.add_argument("job")
     cancel.set_defaults(client_command=_cancel)
+
+    for name, summary in (
+        ("pause", "pause a job: it stops after writing a checkpoint and frees its worker"),
+        ("resume", "resume a paused job from the checkpoint it paused at"),
+        ("retry", "run a failed job again as a new attempt, from its newest checkpoint"),
+    ):
+        lifecycle = commands.add_parser(name, help=summary)
+        lifecycle.add_argument("job")
+        lifecycle.set_defaults(client_command=_lifecycle, action=name)
+
+    checkpoints = commands.add_parser("checkpoints", help="list a job's checkpoints (IDs on stdout, a table on stderr), or download one's student")
+    checkpoints.add_argument("job")
+    checkpoints.add_argument("--student", metavar="CKPT", help="download the student of this checkpoint (ckpt_…) as safetensors; prints the path")
+    checkpoints.add_argument("-o", "--output", type=Path, default=Path("."), help="folder to write the student into")
+    checkpoints.add_argument("--json", action="store_true", help="one checkpoint object per line on stdout")
+    checkpoints.set_defaults(client_command=_checkpoints)
 
     events = commands.add_parser("events", aliases=["logs"], help="stream a job's status changes and metrics until it ends")
     events.add_argument("job")
@@ -149,10 +166,14 @@ def _status(client: DistilleryClient, args: argparse.Namespace) -> int:
         print(job.model_dump_json(indent=2))
         return 0
     progress = job.progress
+    phase = f" phase={job.phase}" if job.phase else ""
     human.print(
-        f"{job.id} {job.name or ''} method={job.method} status={job.status} attempts={job.attempts} epoch {progress.epoch}/{progress.epochs} ({progress.fraction:.0%})",
+        f"{job.id} {job.name or ''} method={job.method} status={job.status}{phase} attempts={job.attempts} epoch {progress.epoch}/{progress.epochs} ({progress.fraction:.0%})",
         markup=False,
     )
+    for span in job.phases:
+        ended = span.finished_at or datetime.now(UTC)
+        human.print(f"  {span.name:<16} {(ended - span.started_at).total_seconds():8.1f} s{'' if span.finished_at else '  (now)'}", markup=False)
     for name in ("train/loss", "val/top1", "val/top5", "teacher/val/top1", "time/samples_per_second"):
         if name in job.metrics:
             human.print(f"  {name} = {job.metrics[name]:.4g}", markup=False)
@@ -199,11 +220,47 @@ def _cancel(client: DistilleryClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _lifecycle(client: DistilleryClient, args: argparse.Namespace) -> int:
+    job = {"pause": client.pause_job, "resume": client.resume_job, "retry": client.retry_job}[args.action](args.job)
+    then = {
+        "pausing": "it stops after its next checkpoint; 'distillery resume' continues it",
+        "paused": "'distillery resume' continues it",
+        "queued": "a worker picks it up from its newest checkpoint",
+    }
+    human.print(f"{job.id}: status {job.status}; {then.get(job.status, '')}".rstrip("; "), markup=False)
+    print(job.id)
+    return 0
+
+
+def _checkpoints(client: DistilleryClient, args: argparse.Namespace) -> int:
+    if args.student:
+        path = client.download_checkpoint_student(args.student, args.output)
+        human.print(f"downloaded {path} ({path.stat().st_size:,} bytes)", markup=False)
+        print(path)
+        return 0
+    items = client.checkpoints(args.job)
+    if args.json:
+        for item in items:
+            print(item.model_dump_json())
+        return 0
+    table = Table("id", "step", "epoch", "val top-1", "size", "created")
+    for item in items:
+        top1 = item.metrics.get("val/top1")
+        size = f"{item.size_bytes / 1e6:.1f} MB" if item.size_bytes is not None else ""
+        table.add_row(item.id, str(item.step), str(item.epoch or ""), f"{top1:.1%}" if top1 is not None else "", size, iso_utc(item.created_at))
+    human.print(table)
+    for item in items:
+        print(item.id)
+    return 0
+
+
 def _event_line(event: JobEvent) -> str:
     if event.type == "status":
         return f"{event.time} status {event.status}" + (f" {json.dumps(event.detail)}" if event.detail else "")
+    if event.type == "phase":
+        return f"{event.time} phase {event.name}"
     if event.type == "metric":
-        epoch = f" epoch {event.epoch + 1}" if event.epoch is not None else ""
+        epoch = f" epoch {event.epoch}" if event.epoch is not None else ""
         return f"{event.time} metric {event.name}={event.value:.6g} step {event.step}{epoch}"
     if event.type == "registry":
         return f"{event.time} registry {event.name} {json.dumps(event.detail)}"
@@ -232,6 +289,7 @@ class _Watch:
 
     status: str
     epochs: int
+    phase: str | None = None
     epoch: int = 0
     step: int = 0
     steps: int | None = None
@@ -244,9 +302,12 @@ class _Watch:
             changed = event.status != self.status
             self.status = event.status or self.status
             return changed
+        if event.type == "phase":
+            self.phase = event.name
+            return True
         if event.type != "metric":
             return False
-        self.epoch = (event.epoch or 0) + 1
+        self.epoch = event.epoch or self.epoch
         if event.name == "train/loss":
             self.loss, self.step = event.value, event.step or self.step
         elif event.name == "val/top1":
@@ -257,7 +318,8 @@ class _Watch:
     def summary(self) -> str:
         loss = f"loss {self.loss:.4f}" if self.loss is not None else "loss -"
         top1 = f"val top-1 {self.top1:.1%}" if self.top1 is not None else "val top-1 -"
-        return f"{self.status}  epoch {self.epoch}/{self.epochs}  {loss}  {top1}"
+        phase = f" ({self.phase})" if self.phase and self.status in ("running", "pausing") else ""
+        return f"{self.status}{phase}  epoch {self.epoch}/{self.epochs}  {loss}  {top1}"
 
 
 def _follow(client: DistilleryClient, job: Job) -> Job:
@@ -285,8 +347,12 @@ def _report_end(job: Job) -> int:
             markup=False,
         )
         return 0
+    if job.status == "paused":
+        human.print(f"{job.id} paused; continue it with 'distillery resume {job.id}'", markup=False)
+        return 1
     reason = f" ({job.error.code}): {job.error.message}" if job.error else ""
-    human.print(f"{job.id} {job.status}{reason}", markup=False)
+    retry = f"; 'distillery retry {job.id}' runs it again from its newest checkpoint" if job.status == "failed" else ""
+    human.print(f"{job.id} {job.status}{reason}{retry}", markup=False)
     return 1
 
 

@@ -29,6 +29,7 @@ from httpx_sse import connect_sse
 from client.models import (
     Artifact,
     ArtifactLink,
+    Checkpoint,
     Dataset,
     Job,
     JobEvent,
@@ -131,8 +132,37 @@ class DistilleryClient:
     def cancel_job(self, job_id: str) -> Job:
         return Job.model_validate(self._request("POST", f"/v1/jobs/{job_id}/cancel").json())
 
+    def pause_job(self, job_id: str) -> Job:
+        """A running job turns ``pausing``, then ``paused`` once its checkpoint is written; a queued one pauses at once."""
+        return Job.model_validate(self._request("POST", f"/v1/jobs/{job_id}/pause").json())
+
+    def resume_job(self, job_id: str) -> Job:
+        """Queue a paused job again; it continues from the checkpoint it paused at."""
+        return Job.model_validate(self._request("POST", f"/v1/jobs/{job_id}/resume").json())
+
+    def retry_job(self, job_id: str) -> Job:
+        """Queue a failed job again as a new attempt, from its newest checkpoint."""
+        return Job.model_validate(self._request("POST", f"/v1/jobs/{job_id}/retry").json())
+
+    def checkpoints(self, job_id: str) -> list[Checkpoint]:
+        return [Checkpoint.model_validate(c) for c in self._request("GET", f"/v1/jobs/{job_id}/checkpoints").json()["items"]]
+
+    def download_checkpoint_student(self, checkpoint_id: str, dest: str | Path) -> Path:
+        """The student at that checkpoint's step, as safetensors, into the folder ``dest``."""
+        folder = Path(dest)
+        folder.mkdir(parents=True, exist_ok=True)
+        with self.http.stream("GET", f"/v1/checkpoints/{checkpoint_id}/student", timeout=httpx.Timeout(60.0, read=600.0)) as response:
+            _raise_for_problem(response)
+            target = folder / f"student-{checkpoint_id}.safetensors"
+            partial = target.with_name(target.name + ".part")
+            with open(partial, "wb") as sink:
+                for chunk in response.iter_bytes(1 << 20):
+                    sink.write(chunk)
+        partial.replace(target)
+        return target
+
     def events(self, job_id: str, after: int = 0) -> Iterator[JobEvent]:
-        """Server-Sent Events: history after ``after``, then live events; ends with an ``end`` event once the job has.
+        """Server-Sent Events: history after ``after``, then live events; ends with an ``end`` event once the job has ended or paused.
 
         A dropped connection is resumed from the last ``seq`` seen, so no event is lost or repeated.
         """
@@ -162,7 +192,7 @@ class DistilleryClient:
         return JobEventPage.model_validate(self._request("GET", f"/v1/jobs/{job_id}/events/list", params={"after": after, "limit": limit}).json())
 
     def wait(self, job_id: str) -> Job:
-        """Block until the job has ended (following its event stream) and return it."""
+        """Block until the job has ended or paused (following its event stream) and return it."""
         for _ in self.events(job_id):
             pass
         return self.get_job(job_id)

@@ -74,6 +74,17 @@ class JobError(ApiModel):
     message: str
 
 
+JobPhaseName = Literal["validating", "teacher_outputs", "training", "evaluating", "exporting", "publishing"]
+
+
+class JobPhase(ApiModel):
+    """One stretch of a job's time; a paused or retried job repeats phases, one entry per stretch."""
+
+    name: JobPhaseName
+    started_at: UtcTime
+    finished_at: UtcTime | None = None
+
+
 class Job(ApiModel):
     id: str
     name: str | None = None
@@ -85,6 +96,8 @@ class Job(ApiModel):
     error: JobError | None = None
     attempts: int = 0
     cancel_requested: bool = False
+    phase: JobPhaseName | None = Field(default=None, description="what the worker is doing now; null when no worker holds the job")
+    phases: list[JobPhase] = Field(default_factory=list)
     created_at: UtcTime
     started_at: UtcTime | None = None
     finished_at: UtcTime | None = None
@@ -105,6 +118,19 @@ class Artifact(ApiModel):
 
 class ArtifactList(ApiModel):
     items: list[Artifact]
+
+
+class Checkpoint(ApiModel):
+    id: str = Field(description="ckpt_…: download its student, or start a new job from it (student.init)")
+    step: int
+    epoch: int | None = Field(default=None, description="1-based: the epoch the step belongs to")
+    metrics: dict[str, float] = Field(default_factory=dict, description="the job's metrics as of that step (val/* at epoch ends)")
+    size_bytes: int | None = None
+    created_at: UtcTime
+
+
+class CheckpointList(ApiModel):
+    items: list[Checkpoint]
 
 
 class ArtifactLink(ApiModel):
@@ -129,9 +155,10 @@ class MetricSeries(ApiModel):
 
 
 class JobEvent(ApiModel):
-    """A status change (``status``, ``detail``), a metric point (``name``/``step``/``epoch``/``value``), the MLflow hand-off (``registry``), or the stream's ``end``."""
+    """A status change (``status``, ``detail``), a metric point (``name``/``step``/``epoch``/``value``; ``epoch`` 1-based), a phase
+    starting (``phase``: ``name``), the MLflow hand-off (``registry``), or the stream's ``end`` (the job ended or paused)."""
 
-    type: Literal["status", "metric", "registry", "end"]
+    type: Literal["status", "metric", "phase", "registry", "end"]
     seq: int | None = Field(default=None, description="increasing per deployment; pass the last one seen as ?after= to continue")
     time: str | None = None
     status: str | None = None

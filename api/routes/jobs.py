@@ -3,34 +3,34 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sse_starlette.sse import EventSourceResponse
 
-from api.deps import SettingsDep, TenantDep, in_session
+from api.deps import SettingsDep, TenantDep, in_session, in_session_long
 from api.errors import ApiError
 from api.schemas.common import MAX_EVENT_SEQ, Page, PageCursor
 from api.schemas.jobs import JobCreate
+from api.services import job_deletion
 from api.services import jobs as service
 from api.services.events import event_payload as _event_payload
 from api.services.events import iso_time as _iso
 from api.services.listing import MAX_LIMIT, paginate
 from api.services.webhooks import require_public_webhook_url, require_signing_secret
 from client.models import Artifact as ArtifactOut
-from client.models import ArtifactList, MetricSeries
+from client.models import ArtifactList, JobStatus, MetricSeries
 from client.models import Job as JobOut
 from client.models import MetricPoint as MetricPointOut
 from core.config import Settings
 from core.job_view import JOB_VIEW_COLUMNS, job_out
-from core.jobstate import TERMINAL
+from core.jobstate import SETTLED
 from core.models import ArtifactRow, JobEvent, JobRow
 from core.queue import enqueue_job
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
 def _submit(session: Session, settings: Settings, tenant: str, body: JobCreate, idempotency_key: str | None) -> tuple[JobOut, bool]:
@@ -69,7 +69,7 @@ def _list(session: Session, tenant: str, status: str | None, limit: int, cursor:
 
 @router.get("", response_model=Page[JobOut])
 async def list_jobs(
-    tenant: TenantDep, status: Status | None = None, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50, cursor: PageCursor = None
+    tenant: TenantDep, status: JobStatus | None = None, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50, cursor: PageCursor = None
 ) -> Page[JobOut]:
     return await in_session(_list, tenant, status, limit, cursor)
 
@@ -84,7 +84,9 @@ async def get_job(job_id: str, tenant: TenantDep) -> JobOut:
 
 
 def _cancel(session: Session, tenant: str, job_id: str) -> JobOut:
-    return job_out(service.cancel_job(session, service.tenant_job(session, tenant, job_id)))
+    job = service.tenant_job(session, tenant, job_id)
+    job_deletion.refuse_cancel_of_ended(job)
+    return job_out(service.cancel_job(session, job))
 
 
 @router.post("/{job_id}/cancel", status_code=202, response_model=JobOut)
@@ -127,7 +129,7 @@ def _events_after(session: Session, job_id: str, after: int) -> tuple[list[dict]
 
 @router.get("/{job_id}/events", response_class=EventSourceResponse, responses={200: {"content": {"text/event-stream": {}}}})
 async def job_events(job_id: str, tenant: TenantDep, settings: SettingsDep, after: Annotated[int, Query(ge=0, le=MAX_EVENT_SEQ)] = 0) -> EventSourceResponse:
-    """Server-Sent Events: the history so far, then live status changes and metric points until the job ends."""
+    """Server-Sent Events: the history so far, then live status changes, phases and metric points until the job ends or pauses."""
     await in_session(service.tenant_job, tenant, job_id)
 
     async def stream() -> AsyncIterator[dict]:
@@ -137,10 +139,17 @@ async def job_events(job_id: str, tenant: TenantDep, settings: SettingsDep, afte
             for event in events:
                 cursor = event["seq"]
                 yield {"event": event["type"], "id": str(event["seq"]), "data": json.dumps(event)}
-            if not events and status in TERMINAL:
+            if not events and status in SETTLED:
                 yield {"event": "end", "data": json.dumps({"status": status})}
                 return
             if not events:
                 await asyncio.sleep(0.5)
 
     return EventSourceResponse(stream(), ping=settings.sse_ping_s)
+
+
+@router.delete("/{job_id}", status_code=204, response_class=Response)
+async def delete_job(job_id: str, tenant: TenantDep, settings: SettingsDep) -> Response:
+    """Delete an ended (or paused) job with its artifacts, checkpoints and work folder; 409 while a worker may run it, 404 afterwards."""
+    await in_session_long(job_deletion.delete_job, settings, tenant, job_id)
+    return Response(status_code=204)

@@ -17,6 +17,8 @@ EVENT_COLUMNS = (JobEvent.seq, JobEvent.kind, JobEvent.name, JobEvent.step, JobE
 def event_payload(event: JobEvent | Row[Any]) -> dict[str, Any]:
     if event.kind == "status":
         return {"seq": event.seq, "type": "status", "status": event.name, "time": iso_time(event.time), "detail": event.data}
+    if event.kind == "phase":  # the worker started a phase: validating, teacher_outputs, training, evaluating, exporting or publishing
+        return {"seq": event.seq, "type": "phase", "name": event.name, "time": iso_time(event.time)}
     if event.kind == "registry":  # the MLflow hand-off after success: name "registered" or "failed", detail says which version or why
         return {"seq": event.seq, "type": "registry", "name": event.name, "time": iso_time(event.time), "detail": event.data}
     return {

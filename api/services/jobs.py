@@ -14,11 +14,12 @@ from sqlalchemy.orm import Session
 from api.errors import ApiError, not_found
 from api.schemas.jobs import JobCreate
 from api.services.datasets import get_dataset
+from core.checkpoints import tenant_checkpoint
 from core.config import Settings
 from core.ids import new_id
 from core.job_spec import BUILTIN_PREFIX, StoredJobSpec
 from core.job_view import JOB_VIEW_COLUMNS
-from core.jobstate import ACTIVE, transition
+from core.jobstate import ACTIVE, WORKER_HELD, transition
 from core.models import ArtifactRow, JobEvent, JobRow, JobTeacher, TeacherRow, utcnow
 from kdcore.data.builtin import BUILTIN_DATASETS, builtin_info
 from kdcore.methods import get_method
@@ -77,7 +78,7 @@ def validate(session: Session, tenant: str, body: JobCreate) -> tuple[StoredJobS
     if len({row.num_classes for row in teachers}) > 1:
         raise ApiError(422, "the teachers disagree on the number of classes; all must produce the same logits")
     if body.student.init is not None:
-        _check_init(session, tenant, body.student.init)
+        _check_init(session, tenant, body.student.init, body.student.arch)
     training = body.training
     if training.input_size is None and teachers:
         training = training.model_copy(update={"input_size": tuple(teachers[0].input_size)})
@@ -100,7 +101,15 @@ def _dataset_classes(session: Session, tenant: str, body: JobCreate) -> int | No
     return row.num_classes
 
 
-def _check_init(session: Session, tenant: str, init: str) -> None:
+def _check_init(session: Session, tenant: str, init: str, arch: str) -> None:
+    if init.startswith("ckpt_"):
+        found = tenant_checkpoint(session, tenant, init)
+        if found is None:
+            raise ApiError(422, f"student.init {init!r} is not a checkpoint of this tenant; GET /v1/jobs/{{id}}/checkpoints lists a job's checkpoints")
+        source_arch = StoredJobSpec.model_validate(found[1].spec).student.arch
+        if source_arch != arch:
+            raise ApiError(422, f"student.init {init!r} holds a {source_arch} student but student.arch is {arch!r}; use the same architecture")
+        return
     if init.startswith("tch_"):
         row = session.scalar(select(TeacherRow).where(TeacherRow.id == init, TeacherRow.tenant_id == tenant))
         if row is None or row.format not in ("safetensors", "state_dict"):
@@ -108,7 +117,9 @@ def _check_init(session: Session, tenant: str, init: str) -> None:
         return
     row = session.scalar(select(ArtifactRow).where(ArtifactRow.id == init, ArtifactRow.tenant_id == tenant))
     if row is None or row.kind != "student_safetensors":
-        raise ApiError(422, f"student.init {init!r} must be a tch_… weights upload or a student_safetensors artifact (art_…) of this tenant")
+        raise ApiError(
+            422, f"student.init {init!r} must be a tch_… weights upload, a student_safetensors artifact (art_…) or a checkpoint (ckpt_…) of this tenant"
+        )
 
 
 def request_hash(body: JobCreate) -> str:
@@ -125,7 +136,9 @@ def create_job(session: Session, settings: Settings, tenant: str, body: JobCreat
     active = session.scalar(select(func.count()).select_from(JobRow).where(JobRow.tenant_id == tenant, JobRow.status.in_(ACTIVE)))
     if active >= settings.tenant_max_active_jobs:
         raise ApiError(
-            429, f"this tenant already has {active} queued or running jobs, the limit; wait for some to finish or cancel some", headers={"Retry-After": "30"}
+            429,
+            f"this tenant already has {active} queued or running jobs (paused ones count), the limit; wait for some to finish or cancel some",
+            headers={"Retry-After": "30"},
         )
     spec, teachers = validate(session, tenant, body)
     job = JobRow(
@@ -188,13 +201,19 @@ def require_tenant_job(session: Session, tenant: str, job_id: str) -> None:
 
 
 def cancel_job(session: Session, job: JobRow) -> JobRow:
-    """Queued jobs end at once; running ones are flagged and stop at their next step."""
+    """Queued and paused jobs end at once; running and pausing ones are flagged and stop at their next step."""
     if transition(
-        session, job.id, {"queued"}, "cancelled", cancel_requested=True, error_code="cancelled", error_message="cancelled by request before it started"
+        session,
+        job.id,
+        {"queued", "paused"},
+        "cancelled",
+        cancel_requested=True,
+        error_code="cancelled",
+        error_message="cancelled by request while no worker ran it",
     ):
         pass
-    elif job.status == "running":
-        session.execute(JobRow.__table__.update().where(JobRow.id == job.id, JobRow.status == "running").values(cancel_requested=True))
+    elif job.status in WORKER_HELD:
+        session.execute(JobRow.__table__.update().where(JobRow.id == job.id, JobRow.status.in_(WORKER_HELD)).values(cancel_requested=True))
         session.commit()
     session.refresh(job)
     return job
