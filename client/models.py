@@ -42,6 +42,7 @@ class Teacher(ApiModel):
     sha256: str
     size_bytes: int
     supports_features: bool
+    uri: str | None = None
     created_at: UtcTime
 
 

@@ -78,6 +78,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description='networks webhooks may reach although they are not public (loopback, private, …), as a JSON list of CIDRs, e.g. ["10.8.0.0/16"]',
     )
+    teacher_uri_prefixes: list[str] | None = Field(
+        default=None,
+        description='where tenants may register teachers by reference (s3://, file://), as a JSON list of URI prefixes ("{tenant}" is the tenant ID); '
+        "default: the tenant's own <storage_url>/tenants/{tenant}/teachers/",
+    )
     mlflow_tracking_uri: str | None = Field(
         default=None,
         validation_alias="MLFLOW_TRACKING_URI",

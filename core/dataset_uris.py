@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from core.config import Settings
-from core.uri_allowlist import allowed_prefix
+from core.uri_allowlist import allowed_prefix, granted_prefixes, refusal
 
 DATASETS_FOLDER = "tenants/{tenant}/datasets/"
 
@@ -27,18 +27,9 @@ def s3_endpoint(settings: Settings) -> str | None:
     return settings.s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
 
 
-def dataset_prefixes(settings: Settings, tenant: str) -> list[str]:
-    templates = settings.dataset_uri_prefixes if settings.dataset_uri_prefixes is not None else [store_uri(settings, DATASETS_FOLDER)]
-    return [template.replace("{tenant}", tenant) for template in templates]
-
-
 def dataset_uri_refusal(settings: Settings, tenant: str, uri: str) -> str | None:
     """Why ``uri`` (a folder) may not be registered by this tenant, or ``None`` when it may."""
-    prefixes = dataset_prefixes(settings, tenant)
-    if allowed_prefix(uri.rstrip("/"), {"*": prefixes}, tenant) is not None:
+    prefixes = granted_prefixes(settings.dataset_uri_prefixes, store_uri(settings, DATASETS_FOLDER), tenant)
+    if allowed_prefix(uri.rstrip("/"), prefixes) is not None:
         return None
-    return (
-        f"uri {uri!r} is outside the prefixes this tenant may register datasets under "
-        f"({', '.join(prefixes) if prefixes else 'none are granted'}; the operator sets DISTILLERY_DATASET_URI_PREFIXES): "
-        "give a folder below one of them, spelled without '.', '..' or empty segments"
-    )
+    return refusal(uri, prefixes, "datasets", "DISTILLERY_DATASET_URI_PREFIXES")

@@ -52,6 +52,7 @@ class TeacherRow(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     storage_key: Mapped[str] = mapped_column(String(500))
     supports_features: Mapped[bool] = mapped_column(Boolean)
+    uri: Mapped[str | None] = mapped_column(String(2000), default=None)  # where a teacher registered by reference came from
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -8,16 +8,18 @@ from sqlalchemy.orm import Session
 
 from api.deps import SettingsDep, TenantDep, in_session, in_session_long
 from api.errors import ApiError, not_found
+from api.json_route import JsonBodyRoute, json_body_alternative
 from api.schemas.common import Page, PageCursor
+from api.schemas.teachers import TeacherFromUri
 from api.services import teachers as service
 from api.services.listing import MAX_LIMIT, paginate
+from api.services.teacher_sources import spooled_from_uri
 from api.services.uploads import spooled_upload
 from client.models import Teacher as TeacherOut
 from core.config import Settings
 from core.jobstate import ACTIVE
 from core.models import JobRow, JobTeacher, TeacherRow
 from core.storage import get_store
-from kdcore.errors import BadTeacher
 
 router = APIRouter(prefix="/v1/teachers", tags=["teachers"])
 
@@ -35,23 +37,32 @@ def _store_teacher(
     std: str | None,
     name: str | None,
 ) -> TeacherOut:
-    service.check_format(format, arch, settings)
-    size_chw = service.parse_input_size(input_size)
-    mean_v = service.parse_floats("mean", mean, size_chw[0])
-    std_v = service.parse_floats("std", std, size_chw[0])
-    if (mean_v is None) != (std_v is None):
-        raise ApiError(422, "give both mean and std, or neither")
-    if std_v is not None and any(v <= 0 for v in std_v):
-        raise ApiError(422, "std values must be positive")
+    size_chw, mean_v, std_v = service.checked_description(settings, format, arch, input_size, mean, std)
     with spooled_upload(file, settings, service.SUFFIX[format]) as (path, size, digest):
-        try:
-            row = service.create_teacher(session, tenant, path, size, digest, format, arch, num_classes, size_chw, mean_v, std_v, name)
-        except BadTeacher as exc:
-            raise ApiError(422, f"the teacher was refused: {exc.message}", type_="urn:distillery:bad_teacher") from exc
+        row = service.create_teacher(session, tenant, path, size, digest, format, arch, num_classes, size_chw, mean_v, std_v, name)
     return TeacherOut.model_validate(row, from_attributes=True)
 
 
-@router.post("", status_code=201, response_model=TeacherOut)
+def _register_from_uri(session: Session, settings: Settings, tenant: str, body: TeacherFromUri) -> TeacherOut:
+    size_chw, mean_v, std_v = service.checked_description(settings, body.format, body.arch, body.input_size, body.mean, body.std)
+    with spooled_from_uri(body.uri, body.format, settings, tenant) as (path, size, digest):
+        row = service.create_teacher(
+            session, tenant, path, size, digest, body.format, body.arch, body.num_classes, size_chw, mean_v, std_v, body.name, body.uri
+        )
+    return TeacherOut.model_validate(row, from_attributes=True)
+
+
+async def register_teacher_from_uri(body: TeacherFromUri, settings: SettingsDep, tenant: TenantDep) -> TeacherOut:
+    return await in_session_long(_register_from_uri, settings, tenant, body)
+
+
+# Tried before the upload route: it takes only JSON bodies; the OpenAPI document shows both bodies on the one operation below.
+router.add_api_route(
+    "", register_teacher_from_uri, methods=["POST"], status_code=201, response_model=TeacherOut, include_in_schema=False, route_class_override=JsonBodyRoute
+)
+
+
+@router.post("", status_code=201, response_model=TeacherOut, openapi_extra=json_body_alternative(TeacherFromUri))
 async def upload_teacher(
     settings: SettingsDep,
     tenant: TenantDep,
@@ -64,6 +75,7 @@ async def upload_teacher(
     std: Annotated[str | None, Form()] = None,
     name: Annotated[str | None, Form(max_length=200)] = None,
 ) -> TeacherOut:
+    """Upload a model (multipart), or register one by reference (a JSON body with ``uri``, the same fields otherwise)."""
     return await in_session_long(_store_teacher, settings, tenant, file, format, arch, num_classes, input_size, mean, std, name)
 
 

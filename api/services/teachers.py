@@ -40,25 +40,27 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _LIBC = ctypes.CDLL(None, use_errno=True)
 
 
-def parse_floats(field: str, text: str | None, count: int | None = None) -> list[float] | None:
-    if text is None or text.strip() == "":
+def parse_floats(field: str, given: str | list[float] | None, count: int | None = None) -> list[float] | None:
+    """Comma-separated numbers (a form field) or a JSON list."""
+    if given is None or (isinstance(given, str) and given.strip() == ""):
         return None
     try:
-        values = [float(v) for v in text.replace(" ", "").split(",")]
+        values = [float(v) for v in (given.replace(" ", "").split(",") if isinstance(given, str) else given)]
     except ValueError:
-        raise ApiError(422, f"{field} must be comma-separated numbers such as 0.5,0.5,0.5; got {text!r}") from None
+        raise ApiError(422, f"{field} must be comma-separated numbers such as 0.5,0.5,0.5; got {given!r}") from None
     if count is not None and len(values) != count:
         raise ApiError(422, f"{field} needs {count} values (one per input channel); got {len(values)}")
     return values
 
 
-def parse_input_size(text: str) -> tuple[int, int, int]:
+def parse_input_size(given: str | list[int]) -> tuple[int, int, int]:
+    """``C,H,W`` (a form field) or a JSON list ``[C, H, W]``."""
     try:
-        values = tuple(int(v) for v in text.replace(" ", "").strip("[]()").split(","))
+        values = tuple(int(v) for v in (given.replace(" ", "").strip("[]()").split(",") if isinstance(given, str) else given))
     except ValueError:
         values = ()
     if len(values) != 3 or not all(0 < v <= 4096 for v in values) or values[0] > 16:
-        raise ApiError(422, f"input_size must be C,H,W such as 3,32,32 (C ≤ 16, H and W ≤ 4096); got {text!r}")
+        raise ApiError(422, f"input_size must be C,H,W such as 3,32,32 (C ≤ 16, H and W ≤ 4096); got {given!r}")
     return values  # type: ignore[return-value]
 
 
@@ -72,6 +74,21 @@ def check_format(fmt: str, arch: str | None, settings: Settings) -> None:
         )
     if fmt in ("safetensors", "state_dict") and not arch:
         raise ApiError(422, f"format {fmt!r} needs 'arch': a timm or torchvision model name or a kdcore one such as cifar_resnet32x4")
+
+
+def checked_description(
+    settings: Settings, fmt: str, arch: str | None, input_size: str | list[int], mean: str | list[float] | None, std: str | list[float] | None
+) -> tuple[tuple[int, int, int], list[float] | None, list[float] | None]:
+    """(input_size, mean, std) from an upload's form or a JSON body, checked before any byte of the model is read."""
+    check_format(fmt, arch, settings)
+    size_chw = parse_input_size(input_size)
+    mean_v = parse_floats("mean", mean, size_chw[0])
+    std_v = parse_floats("std", std, size_chw[0])
+    if (mean_v is None) != (std_v is None):
+        raise ApiError(422, "give both mean and std, or neither")
+    if std_v is not None and any(v <= 0 for v in std_v):
+        raise ApiError(422, "std values must be positive")
+    return size_chw, mean_v, std_v
 
 
 class IsolationUnavailable(Exception):
@@ -159,10 +176,15 @@ def create_teacher(
     mean,
     std,
     name: str | None,
+    uri: str | None = None,
 ) -> TeacherRow:
+    """Load and run the model once, store it, record it; a model that fails the checks is refused with 422 and the reason."""
     ensure_storage_quota(session, get_settings(), tenant, size)
     source = TeacherSource(path=path, format=fmt, arch=arch, num_classes=num_classes, input_size=input_size, mean=mean, std=std, name=name)
-    params, supports_features = inspect_teacher(source)
+    try:
+        params, supports_features = inspect_teacher(source)
+    except BadTeacher as exc:
+        raise ApiError(422, f"the teacher was refused: {exc.message}", type_="urn:distillery:bad_teacher") from exc
     teacher_id = new_id("tch")
     key = f"tenants/{tenant}/teachers/{teacher_id}/model{SUFFIX[fmt]}"
     store = get_store()
@@ -182,6 +204,7 @@ def create_teacher(
         size_bytes=size,
         storage_key=key,
         supports_features=supports_features,
+        uri=uri,
     )
     return record_or_discard(session, row, store, f"tenants/{tenant}/teachers/{teacher_id}")
 

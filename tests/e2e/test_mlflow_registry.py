@@ -27,6 +27,7 @@ if importlib.util.find_spec("mlflow") is None or not MLFLOW_BIN.exists():
     pytest.skip("the mlflow package is not installed here (pip install -r requirements/dev.txt), so the registry hand-off is untested", allow_module_level=True)
 
 MODEL = "digits-student"
+TEACHER_MODEL = "digits-student-as-teacher"
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +131,48 @@ def test_registry_needs_a_configured_server(tmp_path, deployment):
         stop_service(bare)
     bad_name = deployment["client"].post("/v1/jobs", json=_body(deployment, ["safetensors"], registry={"model_name": "team/model"}))
     assert bad_name.status_code == 422, bad_name.text
+
+
+def test_a_registered_student_becomes_the_next_jobs_teacher(deployment, mlflow_server):
+    """models:/NAME/VERSION (and @alias) is read through MLflow's REST API and artifacts proxy, checked like an upload."""
+    client = deployment["client"]
+    mlflow = wait_for_mlflow(mlflow_server)
+    first = client.post("/v1/jobs", json=_body(deployment, ["safetensors"], registry={"model_name": TEACHER_MODEL})).json()
+    first = wait_for_job(client, first["id"], timeout=300)
+    assert first["status"] == "succeeded", (first["error"], deployment["service"].logs()[-3000:])
+    registered = wait_until(lambda: _registry_events(client, first["id"]), 120, 0.5, what="the registry event")[0]["detail"]
+    student = next(a for a in client.get(f"/v1/jobs/{first['id']}/artifacts").json()["items"] if a["kind"] == "student_safetensors")
+
+    body = {
+        "uri": f"models:/{TEACHER_MODEL}/{registered['version']}",
+        "format": "safetensors",
+        "arch": "cifar_resnet8",
+        "num_classes": 10,
+        "input_size": [3, 16, 16],
+        "name": "distilled once",
+    }
+    created = client.post("/v1/teachers", json=body)
+    assert created.status_code == 201, created.text
+    teacher = created.json()
+    assert teacher["uri"] == body["uri"] and teacher["sha256"] == student["sha256"] and teacher["size_bytes"] == student["size_bytes"]
+    assert client.get(f"/v1/teachers/{teacher['id']}").json()["uri"] == body["uri"]
+
+    aliased = mlflow.post("/api/2.0/mlflow/registered-models/alias", json={"name": TEACHER_MODEL, "alias": "champion", "version": registered["version"]})
+    assert aliased.status_code == 200, aliased.text
+    by_alias = client.post("/v1/teachers", json={**body, "uri": f"models:/{TEACHER_MODEL}@champion"})
+    assert by_alias.status_code == 201 and by_alias.json()["sha256"] == student["sha256"], by_alias.text
+    for uri, fmt, words in [
+        (f"models:/{TEACHER_MODEL}/999", "safetensors", ["refused to find version 999", "RESOURCE_DOES_NOT_EXIST"]),
+        (f"models:/{TEACHER_MODEL}@nobody", "safetensors", ["alias 'nobody'"]),
+        (body["uri"], "onnx", ["student.safetensors", "none of them is a onnx file"]),
+    ]:
+        refused = client.post("/v1/teachers", json={**body, "uri": uri, "format": fmt})
+        assert refused.status_code == 422 and all(w in refused.json()["detail"] for w in words), refused.text
+
+    second = client.post("/v1/jobs", json={**_body(deployment, ["safetensors"]), "teachers": [teacher["id"]]}).json()
+    second = wait_for_job(client, second["id"], timeout=300)
+    assert second["status"] == "succeeded", second["error"]
+    assert second["spec"]["teachers"] == [teacher["id"]] and "teacher/val/top1" in second["metrics"], second["metrics"]
 
 
 def test_finished_student_is_registered_with_run_metrics_and_identical_artifacts(deployment, mlflow_server):
