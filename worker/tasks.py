@@ -15,8 +15,10 @@ import worker.logging_hooks  # noqa: F401  (JSON or text logs carrying job IDs)
 import worker.webhooks  # noqa: F401  (starts the webhook dispatcher in the worker's main process)
 from core.celery_app import celery_app
 from core.db import get_engine
+from core.jobstate import TERMINAL
 from kdcore.data.builtin import BUILTIN_DATASETS, builtin_info
 from worker import sweep  # noqa: F401  (starts the reaper/sweeper in the worker's main process)
+from worker.ended_jobs import tidy_ended_job
 from worker.runner import JobRunner
 
 # Decode the built-in datasets here too (a few MB, no torch threads started): a job on one would
@@ -34,5 +36,8 @@ def _fresh_connections(**_: object) -> None:
 @celery_app.task(name="worker.run_job", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_job(job_id: str) -> None:
     """One attempt; a job that ended cancelled is reported to Celery as ignored, so its log never says the task "succeeded"."""
-    if JobRunner(job_id).run() == "cancelled":
+    status = JobRunner(job_id).run()
+    if status in TERMINAL:
+        tidy_ended_job(job_id)
+    if status == "cancelled":
         raise Ignore()

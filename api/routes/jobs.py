@@ -10,10 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sse_starlette.sse import EventSourceResponse
 
-from api.deps import SettingsDep, TenantDep, in_session
+from api.deps import SettingsDep, TenantDep, in_session, in_session_long
 from api.errors import ApiError
 from api.schemas.common import MAX_EVENT_SEQ, Page, PageCursor
 from api.schemas.jobs import JobCreate
+from api.services import job_deletion
 from api.services import jobs as service
 from api.services.events import event_payload as _event_payload
 from api.services.events import iso_time as _iso
@@ -83,7 +84,9 @@ async def get_job(job_id: str, tenant: TenantDep) -> JobOut:
 
 
 def _cancel(session: Session, tenant: str, job_id: str) -> JobOut:
-    return job_out(service.cancel_job(session, service.tenant_job(session, tenant, job_id)))
+    job = service.tenant_job(session, tenant, job_id)
+    job_deletion.refuse_cancel_of_ended(job)
+    return job_out(service.cancel_job(session, job))
 
 
 @router.post("/{job_id}/cancel", status_code=202, response_model=JobOut)
@@ -143,3 +146,10 @@ async def job_events(job_id: str, tenant: TenantDep, settings: SettingsDep, afte
                 await asyncio.sleep(0.5)
 
     return EventSourceResponse(stream(), ping=settings.sse_ping_s)
+
+
+@router.delete("/{job_id}", status_code=204, response_class=Response)
+async def delete_job(job_id: str, tenant: TenantDep, settings: SettingsDep) -> Response:
+    """Delete an ended (or paused) job with its artifacts, checkpoints and work folder; 409 while a worker may run it, 404 afterwards."""
+    await in_session_long(job_deletion.delete_job, settings, tenant, job_id)
+    return Response(status_code=204)

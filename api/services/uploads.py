@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from api.errors import ApiError
 from core.config import Settings
-from core.models import ArtifactRow, DatasetRow, TeacherRow
+from core.models import ArtifactRow, CheckpointRow, DatasetRow, JobRow, TeacherRow
 from core.storage import CHUNK, UploadTooLarge, copy_chunks_hashed
 
 QUOTA_RETRY_AFTER_S = 3600
@@ -51,8 +51,9 @@ def spooled_upload(upload: UploadFile, settings: Settings, suffix: str = "") -> 
 
 
 def tenant_storage_bytes(session: Session, tenant: str) -> int:
-    """Bytes the tenant keeps in storage: its teachers, datasets and job artifacts (not sets registered where they lie)."""
-    total = 0
+    """Bytes the tenant keeps in storage: its teachers, datasets, job artifacts and checkpoints (not sets registered where they lie)."""
+    checkpoints = select(func.coalesce(func.sum(CheckpointRow.size_bytes), 0)).join(JobRow, JobRow.id == CheckpointRow.job_id).where(JobRow.tenant_id == tenant)
+    total = session.scalar(checkpoints) or 0
     for model in (TeacherRow, DatasetRow, ArtifactRow):
         query = select(func.coalesce(func.sum(model.size_bytes), 0)).where(model.tenant_id == tenant)
         if model is DatasetRow:
