@@ -48,7 +48,7 @@ def checkpoint_state(run: TrainingRun, position: ResumeState) -> dict[str, Any]:
         "global_step": position.global_step,
         "rng_cpu": torch.get_rng_state(),
         "history": [[p.name, p.step, p.epoch, p.value, p.time] for p in position.history],
-        "student": describe_student(distiller.student, run.spec.student.arch, run.data.num_classes, run.data.input_size),
+        "student": describe_student(distiller.student, run.spec.student.arch, run.data.num_classes, run.data.input_size, run.spec.student.arch_kwargs),
     }
 
 
