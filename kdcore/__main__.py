@@ -17,6 +17,9 @@ class _PrintProgress(TrainCallbacks):
     def on_progress(self, progress: Progress) -> None:
         print(f"epoch {progress.epoch}/{progress.epochs} step {progress.step}/{progress.steps} ({progress.fraction:.0%})", file=sys.stderr)
 
+    def on_phase(self, name: str) -> None:
+        print(f"phase {name}", file=sys.stderr)
+
     def on_metrics(self, points: list[MetricPoint]) -> None:
         shown = {p.name: p.value for p in points if p.name in ("train/loss", "val/top1")}
         if shown:

@@ -138,7 +138,11 @@ class JobRunner:
         if target.exists():
             return
         target.parent.mkdir(parents=True, exist_ok=True)
-        fetched = self.store.fetch(row.storage_key, target)
+        try:
+            fetched = self.store.fetch(row.storage_key, target)
+        except (OSError, ValueError) as exc:  # gone from storage, or a row older than stored checkpoints (a local path)
+            log.warning("job %s: checkpoint %s cannot be fetched (%s); resuming from what the work folder holds", self.job_id, row.public_id, exc)
+            return
         if fetched != target:  # a local store hands out the object itself: the work folder gets its own copy
             shutil.copyfile(fetched, target)
         target.with_suffix(".sha256").write_text(row.sha256)

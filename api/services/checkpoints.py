@@ -32,8 +32,11 @@ def student_file(row: CheckpointRow, folder: Path) -> Path:
     """Write the checkpoint's student into ``folder`` as the safetensors file a job's export would be (same metadata)."""
     from kdcore.checkpoint_student import write_checkpoint_student
 
+    store = get_store()
     try:
-        source = get_store().fetch(row.storage_key, folder / "checkpoint.pt")
-    except (FileNotFoundError, ValueError) as exc:
-        raise ApiError(404, f"checkpoint {row.public_id} is listed but its file is no longer stored; use a newer checkpoint of the job") from exc
-    return write_checkpoint_student(source, folder / f"student-{row.public_id}.safetensors")
+        stored = store.exists(row.storage_key)
+    except ValueError:  # a row written before checkpoints were stored: its key is a worker's local path
+        stored = False
+    if not stored:
+        raise ApiError(404, f"checkpoint {row.public_id} is listed but its file is no longer stored; use a newer checkpoint of the job")
+    return write_checkpoint_student(store.fetch(row.storage_key, folder / "checkpoint.pt"), folder / f"student-{row.public_id}.safetensors")

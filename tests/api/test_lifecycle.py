@@ -6,7 +6,8 @@ import pytest
 from sqlalchemy import update
 
 from core.db import session_scope
-from core.models import JobRow
+from core.ids import new_id
+from core.models import CheckpointRow, JobRow
 
 DIGITS_JOB = {"method": "supervised", "student": {"arch": "cifar_resnet8"}, "dataset": "builtin:digits", "training": {"epochs": 1}}
 
@@ -77,3 +78,36 @@ def test_retry_requeues_only_a_failed_job_as_a_new_attempt(api):
 def test_another_tenants_job_is_not_found(api, other_tenant, action):
     job_id = _submit(api)
     assert api.post(f"/v1/jobs/{job_id}/{action}", headers=other_tenant).status_code == 404
+
+
+def test_checkpoints_are_listed_and_found_only_within_the_tenant(api, other_tenant):
+    job_id = _submit(api)
+    public_id = new_id("ckpt")
+    with session_scope() as session:
+        session.add(
+            CheckpointRow(
+                public_id=public_id,
+                job_id=job_id,
+                global_step=12,
+                epoch=1,
+                epoch_end=True,
+                metrics={"val/top1": 0.5},
+                size_bytes=1234,
+                storage_key="tenants/x/gone.pt",
+                sha256="0" * 64,
+            )
+        )
+    items = api.get(f"/v1/jobs/{job_id}/checkpoints").json()["items"]
+    assert [(c["id"], c["step"], c["epoch"], c["metrics"], c["size_bytes"]) for c in items] == [(public_id, 12, 1, {"val/top1": 0.5}, 1234)]
+    assert api.get(f"/v1/jobs/{job_id}/checkpoints", headers=other_tenant).status_code == 404
+    assert api.get(f"/v1/checkpoints/{public_id}/student", headers=other_tenant).status_code == 404
+    missing = api.get(f"/v1/checkpoints/{public_id}/student")
+    assert missing.status_code == 404 and "no longer stored" in missing.json()["detail"]
+
+    other_arch = api.post("/v1/jobs", json={**DIGITS_JOB, "student": {"arch": "cifar_resnet20", "init": public_id}})
+    assert other_arch.status_code == 422 and "holds a cifar_resnet8 student" in other_arch.json()["detail"]
+    unknown = api.post("/v1/jobs", json={**DIGITS_JOB, "student": {"arch": "cifar_resnet8", "init": "ckpt_0000"}})
+    assert unknown.status_code == 422 and "not a checkpoint of this tenant" in unknown.json()["detail"]
+    foreign = api.post("/v1/jobs", json={**DIGITS_JOB, "student": {"arch": "cifar_resnet8", "init": public_id}}, headers=other_tenant)
+    assert foreign.status_code == 422
+    assert api.post("/v1/jobs", json={**DIGITS_JOB, "student": {"arch": "cifar_resnet8", "init": public_id}}).status_code == 201
