@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import torch
 from pydantic import ValidationError
-from torch import nn
 
 from kdcore.data.pipeline import Split, open_splits
 from kdcore.errors import BadDataset, BadSpec, BadTeacher
@@ -105,7 +104,7 @@ def build_distiller(
     spec: JobSpec,
     method: type[Distiller],
     hparams: Hyperparams,
-    student: nn.Module,
+    student: PreprocessedModel,
     teachers: list[Teacher],
     data: RunData,
     steps_per_epoch: int,

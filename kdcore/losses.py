@@ -110,7 +110,7 @@ def at_loss(student_feature: Tensor, teacher_feature: Tensor, p: int = 2) -> Ten
     The feature with the larger spatial map is adaptive-avg-pooled (before the power) to the other's
     size; RepDistiller compares heights and pools to a square, which is the same for square maps.
     """
-    hs, ht = student_feature.shape[-2:], teacher_feature.shape[-2:]
+    hs, ht = (student_feature.shape[-2], student_feature.shape[-1]), (teacher_feature.shape[-2], teacher_feature.shape[-1])
     if hs[0] * hs[1] > ht[0] * ht[1]:
         student_feature = F.adaptive_avg_pool2d(student_feature, ht)
     elif ht[0] * ht[1] > hs[0] * hs[1]:

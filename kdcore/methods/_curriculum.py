@@ -38,12 +38,12 @@ class CurriculumSettings(Settings):
 
 class _ReverseGradient(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, weight: float) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, weight: float) -> Tensor:
         ctx.weight = weight
         return x.clone()
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
         return -ctx.weight * grad, None
 
 
@@ -93,13 +93,25 @@ class InstanceTemperature(nn.Module):
 
     def __init__(self, num_classes: int, hidden: int = 128, theta_init: float = 1.0) -> None:
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(2 * num_classes, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 1))
-        nn.init.constant_(self.mlp[2].bias, theta_init)
+        hidden_layer, head = nn.Linear(2 * num_classes, hidden), nn.Linear(hidden, 1)
+        nn.init.constant_(head.bias, theta_init)
+        self.mlp = nn.Sequential(hidden_layer, nn.ReLU(inplace=True), head)
         self.reversal = GradientReversal()
 
     def forward(self, teacher_logits: Tensor, student_logits: Tensor, weight: float) -> Tensor:
         probs = torch.cat([F.softmax(teacher_logits.detach(), dim=1), F.softmax(student_logits.detach(), dim=1)], dim=1)
         return self.reversal(self.mlp(probs.float()).squeeze(1), weight)
+
+
+def step_temperature(
+    curriculum: CurriculumTemperature | None, fixed: FixedOrCurriculumTemperature, teacher_logits: Tensor, student_logits: Tensor, epoch: int
+) -> float | Tensor:
+    """This step's τ: learned where the method was built with ``temperature: "curriculum"``, else the fixed value."""
+    if curriculum is not None:
+        return curriculum(teacher_logits, student_logits, epoch)
+    if isinstance(fixed, str):
+        raise ValueError("temperature 'curriculum' needs the method's CurriculumTemperature")
+    return fixed
 
 
 class CurriculumTemperature(nn.Module):

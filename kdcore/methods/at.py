@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import torch
 from pydantic import Field
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional as F
 
 from kdcore.data.loader import Batch
 from kdcore.losses import at_loss
-from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, with_total
+from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, Student, Teachers, with_total
 from kdcore.methods.registry import register_method
 from kdcore.models.features import FeatureModel
 
@@ -38,7 +38,7 @@ class AT(Distiller[ATHyperparams]):
     needs_teacher_features = True
     Hyperparams = ATHyperparams
 
-    def __init__(self, student: nn.Module, teachers: list[nn.Module], hparams: ATHyperparams, context: MethodContext) -> None:
+    def __init__(self, student: Student, teachers: Teachers, hparams: ATHyperparams, context: MethodContext) -> None:
         super().__init__(student, teachers, hparams, context)
         # Tuples keep these wrappers out of the module tree, so no weight is saved twice (or a teacher's at all).
         self._student_features = (FeatureModel(student),)

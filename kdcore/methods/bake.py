@@ -16,16 +16,18 @@ TinyImageNet and Stanford Dogs use M=1 with ω 0.9.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from pydantic import Field
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional as F
 
 from kdcore.data.augment import seeded_generator
 from kdcore.data.loader import Batch, BatchPlan, epoch_order
 from kdcore.errors import BadSpec
 from kdcore.losses import bake_soft_targets
-from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, with_total
+from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, Student, Teachers, with_total
 from kdcore.methods.registry import register_method
 from kdcore.models.preprocess import PreprocessedModel
 
@@ -81,7 +83,7 @@ class ClassBalancedBatchPlan(BatchPlan):
 
 def pooled_features_and_logits(student: PreprocessedModel, images: Tensor) -> tuple[Tensor, Tensor]:
     """The pre-logit pooled features (what the official networks return beside the logits) and the logits."""
-    model = student.model
+    model: Any = student.model  # timm's or kdcore's: forward_head and forward_features / forward_intermediates
     x = student.preprocess(images)
     final = model.forward_features(x) if hasattr(model, "forward_features") else model.forward_intermediates(x)[0]
     return model.forward_head(final, pre_logits=True), model.forward_head(final)
@@ -97,7 +99,7 @@ class BAKE(Distiller[BAKEHyperparams]):
     teacher_count = (0, 0)
     Hyperparams = BAKEHyperparams
 
-    def __init__(self, student: nn.Module, teachers: list[nn.Module], hparams: BAKEHyperparams, context: MethodContext) -> None:
+    def __init__(self, student: Student, teachers: Teachers, hparams: BAKEHyperparams, context: MethodContext) -> None:
         super().__init__(student, teachers, hparams, context)
         model = getattr(student, "model", None)
         if (

@@ -10,6 +10,7 @@ types ``self.hparams``), whose defaults are the paper's; never from a global con
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
@@ -18,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
 from kdcore.data.loader import Batch, BatchPlan
+from kdcore.models.loading import Teacher
+from kdcore.models.preprocess import PreprocessedModel
 from kdcore.teacher_cache import TeacherOutputCache
 
 
@@ -91,6 +94,9 @@ class MethodContext:
 
 
 HyperparamsT = TypeVar("HyperparamsT", bound=Hyperparams)
+Student = PreprocessedModel
+"""What a distiller trains: the architecture behind its own preprocessing (``kdcore.build.build_student``)."""
+Teachers = Sequence[Teacher]
 
 
 class Distiller(nn.Module, Generic[HyperparamsT]):
@@ -108,10 +114,11 @@ class Distiller(nn.Module, Generic[HyperparamsT]):
     needs_batchnorm_statistics: ClassVar[bool] = False
     Hyperparams: ClassVar[type[Hyperparams]]
 
-    def __init__(self, student: nn.Module, teachers: list[nn.Module], hparams: HyperparamsT, context: MethodContext) -> None:
+    def __init__(self, student: Student, teachers: Teachers, hparams: HyperparamsT, context: MethodContext) -> None:
         super().__init__()
         self.student = student
         self.teachers = nn.ModuleList(teachers)
+        self._teachers = tuple(teachers)  # the same modules, typed; a tuple is not a second registration
         self.hparams = hparams
         self.context = context
         self.teacher_cache: TeacherOutputCache | None = None
@@ -126,6 +133,9 @@ class Distiller(nn.Module, Generic[HyperparamsT]):
     def forward(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
         """One training step's ``{"loss": total, "output": student logits, "loss/<name>": weighted part, ...}`` (see :func:`with_total`)."""
         raise NotImplementedError
+
+    def teacher(self, index: int = 0) -> Teacher:
+        return self._teachers[index]
 
     def teacher_logits(self, batch: Batch) -> list[Tensor]:
         """Each teacher's logits for the batch, from the output cache where the inputs repeat."""
@@ -148,7 +158,7 @@ class Distiller(nn.Module, Generic[HyperparamsT]):
         return [{"params": self.trainable_parameters()}]
 
     @classmethod
-    def batch_plan(cls, hparams: Hyperparams, labels: Tensor, batch_size: int, seed: int) -> BatchPlan:
+    def batch_plan(cls, hparams: HyperparamsT, labels: Tensor, batch_size: int, seed: int) -> BatchPlan:
         """How epochs are cut into batches; BAKE overrides this with class-balanced batches."""
         return BatchPlan(labels, batch_size, seed)
 

@@ -22,7 +22,7 @@ from torch.nn import functional as F
 from kdcore.data.loader import Batch
 from kdcore.errors import BadSpec
 from kdcore.losses import soft_cross_entropy
-from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, with_total
+from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, Student, Teachers, with_total
 from kdcore.methods.registry import register_method
 from kdcore.models.features import FeatureModel, feature_channels
 
@@ -83,7 +83,7 @@ class BYOT(Distiller[BYOTHyperparams]):
     needs_student_features = True
     Hyperparams = BYOTHyperparams
 
-    def __init__(self, student: nn.Module, teachers: list[nn.Module], hparams: BYOTHyperparams, context: MethodContext) -> None:
+    def __init__(self, student: Student, teachers: Teachers, hparams: BYOTHyperparams, context: MethodContext) -> None:
         super().__init__(student, teachers, hparams, context)
         try:
             # A tuple keeps the wrapper out of the module tree, so the student's weights are not saved twice.

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import torch
 from pydantic import Field
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional as F
 
 from kdcore.data.loader import Batch
 from kdcore.losses import kd_loss
 from kdcore.methods._curriculum import CurriculumSettings, CurriculumTemperature
 from kdcore.methods._logit_standardization import KD_WEIGHT, LogitStandardization, distillation_logits, logit_standardization_preset
-from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, with_total
+from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, Student, Teachers, with_total
 from kdcore.methods.registry import register_method
 
 
@@ -47,7 +47,7 @@ class CTKD(Distiller[CTKDHyperparams]):
     teacher_count = (1, 1)
     Hyperparams = CTKDHyperparams
 
-    def __init__(self, student: nn.Module, teachers: list[nn.Module], hparams: CTKDHyperparams, context: MethodContext) -> None:
+    def __init__(self, student: Student, teachers: Teachers, hparams: CTKDHyperparams, context: MethodContext) -> None:
         super().__init__(student, teachers, hparams, context)
         self.temperature = CurriculumTemperature(hparams, context.num_classes)
 

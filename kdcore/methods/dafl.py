@@ -37,7 +37,7 @@ from torch.nn import functional as F
 
 from kdcore.data.loader import Batch
 from kdcore.losses import kd_loss
-from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, with_total
+from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, Student, Teachers, with_total
 from kdcore.methods.registry import register_method
 from kdcore.models.features import FeatureModel
 
@@ -100,7 +100,7 @@ class DAFL(Distiller[DAFLHyperparams]):
     needs_teacher_features = True
     Hyperparams = DAFLHyperparams
 
-    def __init__(self, student: nn.Module, teachers: list[nn.Module], hparams: DAFLHyperparams, context: MethodContext) -> None:
+    def __init__(self, student: Student, teachers: Teachers, hparams: DAFLHyperparams, context: MethodContext) -> None:
         super().__init__(student, teachers, hparams, context)
         pre = teachers[0].net.preprocess
         self.generator = DAFLGenerator(hparams.latent_dim, pre.channels, pre.height, pre.width)

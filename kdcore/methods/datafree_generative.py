@@ -33,7 +33,7 @@ from torch.nn import functional as F
 from kdcore.data.loader import Batch
 from kdcore.errors import BadTeacher
 from kdcore.losses import kd_loss
-from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, with_total
+from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, Student, Teachers, with_total
 from kdcore.methods.registry import register_method
 
 SMALL_IMAGE_MAX_SIDE = 64
@@ -123,7 +123,7 @@ class BatchNormMoments:
         self._handles = []
 
     def _record(self, module: nn.BatchNorm2d, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-        self.distances.append(batchnorm_moment_distance(inputs[0], module.running_mean, module.running_var))
+        self.distances.append(batchnorm_moment_distance(inputs[0], module.get_buffer("running_mean"), module.get_buffer("running_var")))
 
     def loss(self) -> Tensor:
         return torch.stack(self.distances).sum()
@@ -153,7 +153,7 @@ class DataFreeGenerative(Distiller[DataFreeGenerativeHyperparams]):
     needs_batchnorm_statistics = True
     Hyperparams = DataFreeGenerativeHyperparams
 
-    def __init__(self, student: nn.Module, teachers: list[nn.Module], hparams: DataFreeGenerativeHyperparams, context: MethodContext) -> None:
+    def __init__(self, student: Student, teachers: Teachers, hparams: DataFreeGenerativeHyperparams, context: MethodContext) -> None:
         super().__init__(student, teachers, hparams, context)
         teacher_model = teachers[0].net.model
         self.moments = BatchNormMoments(teacher_model)
@@ -188,7 +188,7 @@ class DataFreeGenerative(Distiller[DataFreeGenerativeHyperparams]):
         hp = self.hparams
         labels, images = self.generate(info.global_step)
         with self.moments:
-            teacher_logits = self.teachers[0](images).float()
+            teacher_logits = self.teacher()(images).float()
         batchnorm = self.moments.loss()
         total_variation, norm = image_priors(images)
         generator_loss = F.cross_entropy(teacher_logits, labels) + hp.bn_weight * batchnorm + hp.tv_weight * total_variation + hp.l2_weight * norm

@@ -51,7 +51,7 @@ from torch.nn import functional as F
 
 from kdcore.data.loader import Batch
 from kdcore.losses import kd_loss
-from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, with_total
+from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, Student, Teachers, with_total
 from kdcore.methods.registry import register_method
 
 ADI_TEMPERATURE = 3.0
@@ -108,7 +108,7 @@ def batchnorm_statistics_distance(inputs: Tensor, norm: nn.BatchNorm2d) -> Tenso
     x = inputs.float()
     mean = x.mean(dim=(0, 2, 3))
     var = x.var(dim=(0, 2, 3), unbiased=False)
-    return torch.linalg.vector_norm(norm.running_var - var) + torch.linalg.vector_norm(norm.running_mean - mean)
+    return torch.linalg.vector_norm(norm.get_buffer("running_var") - var) + torch.linalg.vector_norm(norm.get_buffer("running_mean") - mean)
 
 
 class BatchNormMatching:
@@ -120,6 +120,7 @@ class BatchNormMatching:
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def _record(self, module: nn.Module, inputs: tuple[Tensor, ...], _: Tensor) -> None:
+        assert isinstance(module, nn.BatchNorm2d)  # hooked on those alone
         self.distances.append(batchnorm_statistics_distance(inputs[0], module))
 
     def __enter__(self) -> BatchNormMatching:
@@ -195,8 +196,10 @@ class DeepInversion(Distiller[DeepInversionHyperparams]):
     needs_dataset = False
     needs_batchnorm_statistics = True
     Hyperparams = DeepInversionHyperparams
+    pool_images: Tensor
+    syntheses: Tensor
 
-    def __init__(self, student: nn.Module, teachers: list[nn.Module], hparams: DeepInversionHyperparams, context: MethodContext) -> None:
+    def __init__(self, student: Student, teachers: Teachers, hparams: DeepInversionHyperparams, context: MethodContext) -> None:
         super().__init__(student, teachers, hparams, context)
         pre = teachers[0].net.preprocess
         capacity = hparams.pool_batches * context.batch_size
@@ -207,7 +210,7 @@ class DeepInversion(Distiller[DeepInversionHyperparams]):
         self.last_teacher_accuracy = 0.0
 
     def jitter_pixels(self) -> int:
-        jitter, pre = self.hparams.jitter, self.teachers[0].net.preprocess
+        jitter, pre = self.hparams.jitter, self.teacher().preprocess
         return scaled_jitter(max(pre.height, pre.width)) if jitter == "scaled" else jitter
 
     def _jitter(self, pixels: Tensor) -> Tensor:
@@ -222,9 +225,9 @@ class DeepInversion(Distiller[DeepInversionHyperparams]):
     def synthesise(self) -> tuple[Tensor, Tensor]:
         """Invert one batch: ``(images in [0,1], targets)``; records the BN loss and teacher accuracy reached."""
         hp = self.hparams
-        teacher = self.teachers[0]
-        pre = teacher.net.preprocess
-        mean, std = pre.mean, pre.std
+        teacher = self.teacher()
+        pre = teacher.preprocess
+        mean, std = pre.get_buffer("mean"), pre.get_buffer("std")
         targets = balanced_targets(self.context.batch_size, self.context.num_classes).to(mean.device)
         pixels = torch.randn(self.context.batch_size, pre.channels, pre.height, pre.width).to(mean.device).requires_grad_()
         low, high = -mean / std, (1.0 - mean) / std
@@ -283,7 +286,7 @@ class DeepInversion(Distiller[DeepInversionHyperparams]):
         picked = torch.randperm(filled)[: self.context.batch_size].to(self.pool_images.device)
         images = self.pool_images[picked].float().div_(255.0)
         with torch.no_grad():
-            teacher_logits = self.teachers[0](images).float()
+            teacher_logits = self.teacher()(images).float()
         logits = self.student(images)
         return with_total(logits, {"kd": kd_loss(logits.float(), teacher_logits, hp.kd_temperature)})
 

@@ -20,14 +20,14 @@ wrn40_2→wrn40_1, vgg13→vgg8, vgg13→mobilenetv2), β 0.5 with τ 1 and one 
 from __future__ import annotations
 
 from pydantic import Field
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional as F
 
 from kdcore.data.loader import Batch
 from kdcore.losses import dkd_loss
-from kdcore.methods._curriculum import CurriculumSettings, CurriculumTemperature, FixedOrCurriculumTemperature
+from kdcore.methods._curriculum import CurriculumSettings, CurriculumTemperature, FixedOrCurriculumTemperature, step_temperature
 from kdcore.methods._logit_standardization import BASE_TEMPERATURE, KD_WEIGHT, LogitStandardization, distillation_logits, logit_standardization_preset
-from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, with_total
+from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, Student, Teachers, with_total
 from kdcore.methods.registry import register_method
 
 
@@ -68,7 +68,7 @@ class DKD(Distiller[DKDHyperparams]):
     teacher_count = (1, 1)
     Hyperparams = DKDHyperparams
 
-    def __init__(self, student: nn.Module, teachers: list[nn.Module], hparams: DKDHyperparams, context: MethodContext) -> None:
+    def __init__(self, student: Student, teachers: Teachers, hparams: DKDHyperparams, context: MethodContext) -> None:
         super().__init__(student, teachers, hparams, context)
         self.curriculum = CurriculumTemperature(hparams.curriculum, context.num_classes) if hparams.temperature == "curriculum" else None
 
@@ -77,7 +77,7 @@ class DKD(Distiller[DKDHyperparams]):
         teacher = self.teacher_logits(batch)[0]  # teacher first, as in kd: faster on CPU
         logits = self.student(batch.images)
         hp = self.hparams
-        tau = self.curriculum(teacher, logits, info.epoch) if self.curriculum is not None else hp.temperature
+        tau = step_temperature(self.curriculum, hp.temperature, teacher, logits, info.epoch)
         ramp = warmup_factor(info.epoch, hp.warmup_epochs)
         student_in, teacher_in = distillation_logits(logits, teacher, hp.logit_standardization)
         return with_total(

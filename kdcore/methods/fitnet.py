@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from kdcore.data.loader import Batch
 from kdcore.errors import BadSpec
-from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, with_total
+from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, Student, Teachers, with_total
 from kdcore.methods.registry import register_method
 from kdcore.models.features import FeatureModel, feature_channels
 
@@ -69,7 +69,7 @@ class FitNet(Distiller[FitNetHyperparams]):
     needs_teacher_features = True
     Hyperparams = FitNetHyperparams
 
-    def __init__(self, student: nn.Module, teachers: list[nn.Module], hparams: FitNetHyperparams, context: MethodContext) -> None:
+    def __init__(self, student: Student, teachers: Teachers, hparams: FitNetHyperparams, context: MethodContext) -> None:
         super().__init__(student, teachers, hparams, context)
         # Tuples keep these wrappers out of the module tree, so no weight is saved twice (or a teacher's at all).
         self._student_features = (FeatureModel(student),)

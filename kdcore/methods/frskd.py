@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from kdcore.data.loader import Batch
 from kdcore.errors import BadSpec
 from kdcore.losses import at_loss, kd_loss
-from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, with_total
+from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, Student, Teachers, with_total
 from kdcore.methods.registry import register_method
 from kdcore.models.features import FeatureModel, feature_channels
 
@@ -119,7 +119,7 @@ class FRSKD(Distiller[FRSKDHyperparams]):
     needs_student_features = True
     Hyperparams = FRSKDHyperparams
 
-    def __init__(self, student: nn.Module, teachers: list[nn.Module], hparams: FRSKDHyperparams, context: MethodContext) -> None:
+    def __init__(self, student: Student, teachers: Teachers, hparams: FRSKDHyperparams, context: MethodContext) -> None:
         super().__init__(student, teachers, hparams, context)
         try:
             # A tuple keeps the wrapper out of the module tree, so the student's weights are not saved twice.

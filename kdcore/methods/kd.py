@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import torch
 from pydantic import Field
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional as F
 
 from kdcore.data.loader import Batch
 from kdcore.losses import kd_loss
-from kdcore.methods._curriculum import CurriculumSettings, CurriculumTemperature, FixedOrCurriculumTemperature
+from kdcore.methods._curriculum import CurriculumSettings, CurriculumTemperature, FixedOrCurriculumTemperature, step_temperature
 from kdcore.methods._logit_standardization import BASE_TEMPERATURE, KD_WEIGHT, LogitStandardization, distillation_logits, logit_standardization_preset
-from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, with_total
+from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, Student, Teachers, with_total
 from kdcore.methods.registry import register_method
 
 
@@ -42,7 +42,7 @@ class KD(Distiller[KDHyperparams]):
     teacher_count = (1, None)
     Hyperparams = KDHyperparams
 
-    def __init__(self, student: nn.Module, teachers: list[nn.Module], hparams: KDHyperparams, context: MethodContext) -> None:
+    def __init__(self, student: Student, teachers: Teachers, hparams: KDHyperparams, context: MethodContext) -> None:
         super().__init__(student, teachers, hparams, context)
         self.curriculum = CurriculumTemperature(hparams.curriculum, context.num_classes) if hparams.temperature == "curriculum" else None
 
@@ -53,7 +53,7 @@ class KD(Distiller[KDHyperparams]):
         teacher = torch.stack(self.teacher_logits(batch)).mean(dim=0)
         logits = self.student(batch.images)
         hp = self.hparams
-        tau = self.curriculum(teacher, logits, info.epoch) if self.curriculum is not None else hp.temperature
+        tau = step_temperature(self.curriculum, hp.temperature, teacher, logits, info.epoch)
         student_in, teacher_in = distillation_logits(logits, teacher, hp.logit_standardization)
         return with_total(
             logits,

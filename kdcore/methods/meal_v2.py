@@ -38,7 +38,7 @@ from torch.nn import functional as F
 
 from kdcore.data.loader import Batch
 from kdcore.losses import ensemble_soft_targets, soft_cross_entropy
-from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, with_total
+from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, Student, Teachers, with_total
 from kdcore.methods.registry import register_method
 
 
@@ -88,7 +88,7 @@ class MealV2(Distiller[MealV2Hyperparams]):
     teacher_count = (1, None)
     Hyperparams = MealV2Hyperparams
 
-    def __init__(self, student: nn.Module, teachers: list[nn.Module], hparams: MealV2Hyperparams, context: MethodContext) -> None:
+    def __init__(self, student: Student, teachers: Teachers, hparams: MealV2Hyperparams, context: MethodContext) -> None:
         super().__init__(student, teachers, hparams, context)
         self.discriminator = LogitDiscriminator(context.num_classes, hparams.discriminator_reduction)
         self._accuracy: Tensor | None = None

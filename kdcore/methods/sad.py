@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import torch
 from pydantic import Field
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional as F
 
 from kdcore.data.loader import Batch
 from kdcore.errors import BadSpec
-from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, with_total
+from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, Student, Teachers, with_total
 from kdcore.methods.registry import register_method
 from kdcore.models.features import FeatureModel, feature_channels
 
@@ -50,7 +50,7 @@ def sad_loss(features: list[Tensor], detach_target: bool = False, skip_shallow_p
     losses = []
     kept = features[skip_shallow_pairs:]
     for shallow, deep in zip(kept[:-1], kept[1:], strict=True):
-        target = sad_attention(deep, tuple(shallow.shape[-2:]))
+        target = sad_attention(deep, (shallow.shape[-2], shallow.shape[-1]))
         losses.append(F.mse_loss(sad_attention(shallow), target.detach() if detach_target else target))
     return torch.stack(losses).sum()
 
@@ -66,7 +66,7 @@ class SAD(Distiller[SADHyperparams]):
     needs_student_features = True
     Hyperparams = SADHyperparams
 
-    def __init__(self, student: nn.Module, teachers: list[nn.Module], hparams: SADHyperparams, context: MethodContext) -> None:
+    def __init__(self, student: Student, teachers: Teachers, hparams: SADHyperparams, context: MethodContext) -> None:
         super().__init__(student, teachers, hparams, context)
         try:
             # A tuple keeps the wrapper out of the module tree, so the student's weights are not saved twice.

@@ -96,7 +96,7 @@ def prepare_run(spec: JobSpec, guard: RunGuard, phases: PhaseClock | None = None
     if plan is not None:
         steps_per_epoch = plan.steps_per_epoch()
     else:
-        steps_per_epoch = config.steps_per_epoch or getattr(hparams, "steps_per_epoch", DATA_FREE_STEPS_PER_EPOCH)
+        steps_per_epoch = config.steps_per_epoch or int(getattr(hparams, "steps_per_epoch", DATA_FREE_STEPS_PER_EPOCH))
     distiller = build.build_distiller(spec, method, hparams, student, teachers, data, steps_per_epoch, runtime.device)
     distiller.to(runtime.device)
     if runtime.channels_last:
