@@ -48,7 +48,6 @@ class Settings(BaseSettings):
     sse_ping_s: float = Field(default=15.0, gt=0, le=300, description="keep-alive comment interval on idle event streams")
     auth_cache_s: float = Field(default=5.0, ge=0, description="how long a checked API key is trusted without the database; 0 checks every request")
     tenant_max_storage_bytes: int = 200 * 1024**3
-    keep_checkpoints: int = Field(default=1, ge=1, description="checkpoints a job keeps stored once it has ended, the newest ones (core.retention)")
     inmemory_max_bytes: int = Field(
         default=2 * 1024**3,
         ge=0,
@@ -78,6 +77,9 @@ class Settings(BaseSettings):
     webhook_allow_networks: list[IPvAnyNetwork] = Field(
         default_factory=list,
         description='networks webhooks may reach although they are not public (loopback, private, …), as a JSON list of CIDRs, e.g. ["10.8.0.0/16"]',
+    )
+    ray_address: str | None = Field(
+        default=None, description="Ray cluster (its GCS address host:port) that runs jobs with training.nodes > 1; unset, such jobs are refused"
     )
     teacher_uri_prefixes: list[str] | None = Field(
         default=None,

@@ -47,3 +47,9 @@ class Paused(KdError):
 
 class ExportMismatch(KdError):
     code = "export_mismatch"
+
+
+class RankFailed(KdError):
+    """A rank of a multi-process job died (killed, crashed, lost its node): the attempt ends and the job may resume."""
+
+    code = "rank_failed"

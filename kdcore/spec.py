@@ -103,7 +103,7 @@ class StudentSpec(StrictModel):
 
 class TrainingConfig(StrictModel):
     epochs: int = Field(ge=1, le=10_000)
-    batch_size: int = Field(default=64, ge=1, le=65_536)
+    batch_size: int = Field(default=64, ge=1, le=65_536, description="the global batch, split evenly over all devices of all nodes")
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float | None = Field(default=None, gt=0, le=10, description="default 0.05 for sgd, 1e-3 for adamw")
     momentum: float = Field(default=0.9, ge=0, lt=1)
@@ -129,6 +129,11 @@ class TrainingConfig(StrictModel):
     log_every_steps: int = Field(default=10, ge=1)
     index: Path | None = None
     memory_max_bytes: int = Field(default=2 * 1024**3, ge=0)
+    devices: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = Field(
+        default=1, description="processes on this node, one per GPU, under torch.distributed; 'auto' = every visible GPU (1 on CPU)"
+    )
+    nodes: int = Field(default=1, ge=1, le=1024, description="machines of the operator's Ray cluster the job spans (devices on each)")
+    sync_bn: bool = Field(default=False, description="BatchNorm statistics over the global batch (SyncBatchNorm) when the job runs on several devices")
     shard_cache: Path | None = Field(default=None, description="default: <work_dir>/shard-cache")
     shard_cache_max_bytes: int = Field(default=50 * 1024**3, ge=1)
     s3_endpoint_url: str | None = None

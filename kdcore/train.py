@@ -8,16 +8,23 @@ The pieces live in :mod:`kdcore.training`.
 
 from __future__ import annotations
 
+from kdcore.distributed.world import World
 from kdcore.events import TrainCallbacks, TrainResult
 from kdcore.phases import PhaseClock
 from kdcore.spec import JobSpec
 from kdcore.training import RunGuard, Trainer, prepare_run
 
 
-def train(spec: JobSpec, callbacks: TrainCallbacks | None = None) -> TrainResult:
-    """Train ``spec`` to the end (or resume it), evaluate, export; raise a ``KdError`` on user errors."""
+def train(spec: JobSpec, callbacks: TrainCallbacks | None = None, world: World | None = None) -> TrainResult | None:
+    """Train ``spec`` to the end (or resume it), evaluate, export; raise a ``KdError`` on user errors.
+
+    As one rank of a multi-rank run (``world``), rank 0 alone returns the result (the others None),
+    and the time limit is left to the launcher that stands over every rank
+    (:mod:`kdcore.distributed.launch`), so that no rank stops alone.
+    """
     callbacks = callbacks or TrainCallbacks()
-    guard = RunGuard(callbacks, spec.training.time_limit_s)
+    world = world or World()
+    guard = RunGuard(callbacks, None if world.distributed else spec.training.time_limit_s)
     phases = PhaseClock(callbacks)
     phases.enter("validating")
-    return Trainer(prepare_run(spec, guard, phases), callbacks, guard, phases).train()
+    return Trainer(prepare_run(spec, guard, world, phases), callbacks, guard, phases).train()

@@ -25,6 +25,7 @@ from kdcore.data.builtin import BUILTIN_DATASETS, builtin_info
 from kdcore.methods import get_method
 from kdcore.models.features import arch_supports_features
 from kdcore.models.registry import is_model
+from kdcore.spec import TrainingConfig
 
 T = TypeVar("T")
 
@@ -122,6 +123,20 @@ def _check_init(session: Session, tenant: str, init: str, arch: str) -> None:
         )
 
 
+def _check_scale(settings: Settings, training: TrainingConfig) -> None:
+    """Refuse what no worker of this deployment could run: several nodes without a Ray cluster, a batch that does not split."""
+    if training.nodes > 1 and not settings.ray_address:
+        raise ApiError(
+            422,
+            "training.nodes > 1 runs one job across the machines of a Ray cluster, and this deployment has none; "
+            "the operator enables it by setting DISTILLERY_RAY_ADDRESS (README, 'Three levels of scale'), or use training.devices for the GPUs of one machine",
+        )
+    if training.devices != "auto" and training.batch_size % (ranks := training.devices * training.nodes):
+        raise ApiError(
+            422, f"training.batch_size {training.batch_size} is the global batch and must split evenly over {ranks} devices; use a multiple of {ranks}"
+        )
+
+
 def request_hash(body: JobCreate) -> str:
     return hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
@@ -140,6 +155,7 @@ def create_job(session: Session, settings: Settings, tenant: str, body: JobCreat
             f"this tenant already has {active} queued or running jobs (paused ones count), the limit; wait for some to finish or cancel some",
             headers={"Retry-After": "30"},
         )
+    _check_scale(settings, body.training)
     spec, teachers = validate(session, tenant, body)
     job = JobRow(
         id=new_id("job"),

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from kdcore.data.augment import CropFlip, apply_crop_flip, draw_crop_flip, seeded_generator
 from kdcore.data.images import ImageSet
+from kdcore.errors import BadSpec
 
 DEVICE_RESIDENT_MAX_BYTES = 2 * 1024**3
 ORDER_STREAM, AUGMENT_STREAM = 1, 2
@@ -51,6 +52,12 @@ class BatchPlan:
     def steps_per_epoch(self) -> int:
         return max(1, len(self.labels) // self.batch_size)
 
+    def rank_positions(self, batch_len: int, rank: int, ranks: int) -> Tensor:
+        """Which positions of a global batch rank ``rank`` of ``ranks`` trains on: an equal contiguous share."""
+        if batch_len % ranks:
+            raise BadSpec(f"a batch of {batch_len} does not split evenly over {ranks} ranks; make training.batch_size a multiple of {ranks}")
+        return torch.arange(batch_len).tensor_split(ranks)[rank]
+
     def batches(self, epoch: int) -> list[Tensor]:
         """Index tensors for each step of ``epoch``; the last partial batch is dropped (BatchNorm needs >1)."""
         order = epoch_order(len(self.labels), self.seed, epoch)
@@ -61,10 +68,15 @@ class BatchPlan:
 
 
 class TrainingBatches:
-    """The batches of any epoch of one run: ``plan`` says which samples, ``augment`` how they look."""
+    """The batches of any epoch of one run: ``plan`` says which samples, ``augment`` how they look.
 
-    def __init__(self, data: ImageSet, plan: BatchPlan, device: torch.device, augment: bool) -> None:
+    With ``ranks`` > 1 each step yields this rank's share of the global batch, augmented exactly as
+    the same samples of that batch would be in a single process.
+    """
+
+    def __init__(self, data: ImageSet, plan: BatchPlan, device: torch.device, augment: bool, rank: int = 0, ranks: int = 1) -> None:
         self.plan = plan
+        self.rank, self.ranks = rank, ranks
         self.device = device
         self.augment = augment
         resident = device.type != "cpu" and data.images.numel() <= DEVICE_RESIDENT_MAX_BYTES
@@ -84,10 +96,16 @@ class TrainingBatches:
         for step, indices in enumerate(self.plan.batches(epoch)):
             if step < start_step:
                 continue
+            positions = self.plan.rank_positions(len(indices), self.rank, self.ranks) if self.ranks > 1 else None
+            batch_len = len(indices)
+            if positions is not None:
+                indices = indices[positions]
             images = self._gather(indices).float().div_(255.0)
             params = None
             if self.augment:
-                params = draw_crop_flip(len(indices), images.shape[-2], images.shape[-1], seeded_generator(self.plan.seed, epoch, step, AUGMENT_STREAM))
+                params = draw_crop_flip(batch_len, images.shape[-2], images.shape[-1], seeded_generator(self.plan.seed, epoch, step, AUGMENT_STREAM))
+                if positions is not None:
+                    params = params.take(positions)
             if params is not None:
                 images = apply_crop_flip(images, params)
             yield Batch(images, self.labels[indices.to(self.labels.device)], indices, params, epoch)

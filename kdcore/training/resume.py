@@ -16,8 +16,10 @@ from typing import Any
 import torch
 
 from kdcore.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from kdcore.distributed.rank_streams import gather_rng_states, restore_rng_state
 from kdcore.events import MetricPoint
 from kdcore.export import describe_student
+from kdcore.methods import Distiller
 from kdcore.training.run import TrainingRun
 
 
@@ -52,9 +54,22 @@ def checkpoint_state(run: TrainingRun, position: ResumeState) -> dict[str, Any]:
     }
 
 
-def save_run(run: TrainingRun, position: ResumeState) -> Path:
-    """Write a checkpoint atomically; returns its path."""
-    return save_checkpoint(checkpoint_dir(run), position.global_step, checkpoint_state(run, position))
+def fitting_state(distiller: Distiller, saved: dict[str, Any]) -> dict[str, Any]:
+    """``saved`` without the rank-local buffers whose shape follows the per-rank batch (a resume at another world size rebuilds them)."""
+    own = distiller.state_dict()
+    local = set(distiller.rank_local_buffers)
+    return {k: v for k, v in saved.items() if k not in local or own[k].shape == v.shape}
+
+
+def save_run(run: TrainingRun, position: ResumeState) -> Path | None:
+    """Write a checkpoint atomically; returns its path (None on ranks other than 0, which only hand over their random streams)."""
+    rank_streams = gather_rng_states(run.world)
+    if not run.world.is_main:
+        return None
+    state = checkpoint_state(run, position)
+    if rank_streams is not None:
+        state["rng_cpu_ranks"] = rank_streams
+    return save_checkpoint(checkpoint_dir(run), position.global_step, state)
 
 
 def resume_run(run: TrainingRun) -> ResumeState:
@@ -63,12 +78,12 @@ def resume_run(run: TrainingRun) -> ResumeState:
     if latest is None:
         return ResumeState()
     state = load_checkpoint(latest)
-    run.distiller.load_state_dict(state["distiller"], strict=False)
+    run.distiller.load_state_dict(fitting_state(run.distiller, state["distiller"]), strict=False)
     run.optimizer.load_state_dict(state["optimizer"])
     run.schedule.load_state_dict(state["schedule"])
     if run.scaler is not None and state["scaler"] is not None:
         run.scaler.load_state_dict(state["scaler"])
     run.distiller.load_method_state(state["method_state"])
-    torch.set_rng_state(state["rng_cpu"])
+    restore_rng_state(state, run.world, run.spec.training.seed)
     history = [MetricPoint(*row) for row in state.get("history", [])]
     return ResumeState(state["epoch"], state["step"], state["global_step"], history)

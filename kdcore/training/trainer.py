@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from kdcore.data.loader import Batch
+from kdcore.distributed.sync_batchnorm import revert_sync_batchnorm
 from kdcore.errors import OutOfMemory, Paused
 from kdcore.evaluate import evaluate
 from kdcore.events import MetricPoint, Progress, TrainCallbacks, TrainResult
@@ -40,8 +41,11 @@ class Trainer:
         self.train_seconds = 0.0
         self.samples = 0
 
-    def train(self) -> TrainResult:
-        """Resume from the newest checkpoint if there is one, train to the last epoch, evaluate and export."""
+    def train(self) -> TrainResult | None:
+        """Resume from the newest checkpoint if there is one, train to the last epoch, evaluate and export.
+
+        Rank 0 alone evaluates and exports; the other ranks of a multi-rank run return None.
+        """
         start = resume_run(self.run)
         self.global_step = start.global_step
         self.log.history = start.history
@@ -56,8 +60,13 @@ class Trainer:
             if epoch + 1 < self.config.epochs and self.callbacks.should_pause():
                 raise Paused(f"paused after epoch {epoch + 1}")
         run = self.run
+        if not run.world.is_main:
+            return None
+        revert_sync_batchnorm(run.distiller)
         throughput = self.samples / self.train_seconds if self.train_seconds > 0 else 0.0
-        return finish_run(run.spec, run.distiller, run.teachers, run.data, run.runtime.device, throughput, start.global_step, self.log.history, self.phases)
+        result = finish_run(run.spec, run.distiller, run.teachers, run.data, run.runtime.device, throughput, start.global_step, self.log.history, self.phases)
+        result.metrics["job/world_size"] = float(run.world.size)
+        return result
 
     def train_epoch(self, epoch: int, start_step: int) -> None:
         run, config = self.run, self.config
@@ -87,7 +96,7 @@ class Trainer:
             batch.images = batch.images.contiguous(memory_format=torch.channels_last)
         try:
             with run.runtime.autocast():
-                output = run.distiller(batch, info)
+                output = run.model(batch, info)
             run.optimizer.zero_grad(set_to_none=True)
             if run.scaler is not None:
                 run.scaler.scale(output["loss"]).backward()
@@ -111,14 +120,15 @@ class Trainer:
 
     def validate(self, epoch: int) -> None:
         """Top-1/top-5/loss of the exportable student on the validation split, when the job has one."""
-        if self.run.data.val is not None:
+        if self.run.data.val is not None and self.run.world.is_main:
             accuracy = evaluate(self.run.distiller.export_student(), self.run.data.val, device=self.run.runtime.device)
             self.log.report(validation_points(accuracy, self.global_step, epoch + 1))
 
     def checkpoint(self, epoch: int, step: int) -> None:
         """Save the run so that it resumes at ``(epoch, step)``: step 0 closes epoch ``epoch`` (1-based), else it is inside epoch ``epoch + 1``."""
         path = save_run(self.run, ResumeState(epoch, step, self.global_step, self.log.history))
-        self.callbacks.on_checkpoint(path, self.global_step, epoch if step == 0 else epoch + 1, step == 0)
+        if path is not None:
+            self.callbacks.on_checkpoint(path, self.global_step, epoch if step == 0 else epoch + 1, step == 0)
 
     def progress(self, epoch: int) -> Progress:
         return Progress(epoch + 1, self.config.epochs, self.global_step, self.run.total_steps)

@@ -1,0 +1,50 @@
+"""What each rank runs, whoever started it (torch's elastic launcher or Ray Train): join, train, report.
+
+Every rank trains; rank 0 alone reports, through the relay file its launcher follows, and writes
+the pid files that let anyone check that no rank outlived its job.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from kdcore.distributed.relay import RelayWriter
+from kdcore.distributed.world import join_world, leave_world
+from kdcore.errors import KdError
+from kdcore.events import TrainCallbacks
+from kdcore.spec import JobSpec
+
+
+def rank_device_type(spec: JobSpec) -> str:
+    return "cuda" if spec.training.device != "cpu" and torch.cuda.is_available() else "cpu"
+
+
+def run_rank(folder: str) -> None:
+    """Train the job whose spec lies in ``folder`` as the rank the environment names."""
+    from kdcore.train import train
+
+    ranks = Path(folder)
+    spec = JobSpec.model_validate_json((ranks / "spec.json").read_text())
+    world = join_world(rank_device_type(spec))
+    (ranks / f"rank-{world.rank}.pid").write_text(str(os.getpid()))
+    writer = RelayWriter(ranks / "events.jsonl") if world.is_main else None
+    try:
+        result = train(spec, writer or TrainCallbacks(), world)
+        if writer is not None and result is not None:
+            writer.result(result)
+    except KdError as exc:
+        if writer is not None:
+            writer.error(exc)
+        raise
+    finally:
+        if writer is not None:
+            writer.close()
+        leave_world()
+
+
+def run_ray_rank(config: dict[str, str]) -> None:
+    """Ray Train's ``train_loop_per_worker``: Ray has set up the process group and the same environment as torch's launcher."""
+    run_rank(config["folder"])
