@@ -60,7 +60,7 @@ def test_a_submitted_job_stores_its_resolved_spec_and_lists_and_cancels(api, oth
     created = api.post("/v1/jobs", json=DIGITS_JOB)
     assert created.status_code == 201, created.text
     job = created.json()
-    assert job["status"] == "queued" and job["spec"]["hyperparams"] == {"label_smoothing": 0.0}
+    assert job["status"] == "queued" and job["spec"]["hyperparams"] == {"preset": None, "label_smoothing": 0.0}
     assert job["spec"]["training"]["batch_size"] == 64 and job["created_at"].endswith("Z")
     assert api.get(f"/v1/jobs/{job['id']}").json()["id"] == job["id"]
     assert job["id"] in [j["id"] for j in api.get("/v1/jobs?status=queued").json()["items"]]

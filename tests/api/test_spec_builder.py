@@ -21,5 +21,5 @@ def test_stored_spec_round_trips_into_a_kdcore_job_spec(api, app_settings):
     assert stored.builtin_dataset == "digits" and stored.uploaded_dataset is None
     assert spec.dataset is not None and spec.dataset.builtin == "digits"
     assert spec.training == stored.training and spec.training.learning_rate == 0.1
-    assert spec.hyperparams == stored.hyperparams == {"label_smoothing": 0.0}
+    assert spec.hyperparams == stored.hyperparams == {"preset": None, "label_smoothing": 0.0}
     assert spec.student.arch == "cifar_resnet8" and spec.work_dir == app_settings.work_dir / job_id
