@@ -7,6 +7,7 @@ import { lineChart } from "./chart.js";
 const main = document.getElementById("main");
 const ACTIVE = new Set(["queued", "running", "pausing"]);
 const MAX_EVENTS_SHOWN = 300;
+const KEY_METRICS = ["val/top1", "teacher/val/top1", "val/top5", "val/loss", "train/loss", "student/params", "teacher/params", "student/latency_ms_b1", "teacher/latency_ms_b1", "time/samples_per_second"];
 const MAX_LIST_STREAMS = 4; // browsers allow ~6 connections per host; leave room for ordinary requests
 let viewAbort = new AbortController();
 
@@ -232,7 +233,8 @@ async function jobView(signal, jobId) {
     document.getElementById("job-phases").replaceChildren(
       ...(job.phases || []).map((phase) => element("tr", {}, cell(phase.name), cell(when(phase.started_at)), cell(seconds(phase.started_at, phase.finished_at)))),
     );
-    const metrics = Object.entries(job.metrics).sort(([a], [b]) => a.localeCompare(b));
+    const rank = (name) => (KEY_METRICS.includes(name) ? KEY_METRICS.indexOf(name) : KEY_METRICS.length);
+    const metrics = Object.entries(job.metrics).sort(([a], [b]) => rank(a) - rank(b) || a.localeCompare(b));
     document.getElementById("job-metrics").replaceChildren(...metrics.map(([name, value]) => element("tr", {}, element("th", { textContent: name }), cell(metricText(name, value)))));
   }
 
@@ -260,7 +262,9 @@ async function jobView(signal, jobId) {
             ? `phase → ${payload.name}`
             : type === "registry"
               ? `registry: ${payload.name} ${payload.detail?.model_name ?? ""} ${payload.detail?.version ? `v${payload.detail.version}` : payload.detail?.error ?? ""}`
-              : `stream ended (${payload.status})`;
+              : type === "end"
+                ? `stream ended (${payload.status})`
+                : `${type}: ${payload.name ?? ""} ${payload.detail?.message ?? ""}`;
     list.prepend(element("li", { className: type }, element("time", { textContent: payload.time ? new Date(payload.time).toLocaleTimeString() : "" }), ` ${what}`));
     while (list.children.length > MAX_EVENTS_SHOWN) list.lastElementChild.remove();
   }
@@ -268,6 +272,7 @@ async function jobView(signal, jobId) {
   async function refreshJob() {
     job = await api(base, { signal });
     renderJob();
+    chartTimer ??= setTimeout(renderCharts, 250); // the teacher's accuracy line arrives with the job's final metrics
   }
 
   async function refreshArtifacts() {
@@ -451,6 +456,7 @@ async function newJobView(signal) {
     api("/v1/datasets?limit=500", { signal }),
   ]);
   form.elements.method.replaceChildren(...methods.items.map((m) => element("option", { value: m.name, textContent: `${m.name} (${m.family})` })));
+  if (methods.items.some((m) => m.name === "kd")) form.elements.method.value = "kd";
   form.elements.dataset.replaceChildren(
     ...datasets.items.map((d) => element("option", { value: d.id, textContent: `${d.name || d.id} · ${d.num_classes} classes` })),
     element("option", { value: "", textContent: "none (data-free methods)" }),
