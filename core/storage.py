@@ -12,7 +12,7 @@ import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 from urllib.parse import urlparse
 
 CHUNK = 1 << 20
@@ -31,11 +31,11 @@ class StoredObject:
     sha256: str
 
 
-def copy_hashed(source: BinaryIO, sink: BinaryIO, limit: int | None = None) -> tuple[int, str]:
+def copy_hashed(source: BinaryIO, sink: IO[bytes], limit: int | None = None) -> tuple[int, str]:
     return copy_chunks_hashed(iter(lambda: source.read(CHUNK), b""), sink, limit)
 
 
-def copy_chunks_hashed(chunks: Iterable[bytes], sink: BinaryIO, limit: int | None = None) -> tuple[int, str]:
+def copy_chunks_hashed(chunks: Iterable[bytes], sink: IO[bytes], limit: int | None = None) -> tuple[int, str]:
     """Write the chunks to ``sink``; (size, sha256); UploadTooLarge as soon as the size passes ``limit``."""
     digest = hashlib.sha256()
     size = 0

@@ -61,7 +61,7 @@ def parse_input_size(given: str | list[int]) -> tuple[int, int, int]:
         values = ()
     if len(values) != 3 or not all(0 < v <= 4096 for v in values) or values[0] > 16:
         raise ApiError(422, f"input_size must be C,H,W such as 3,32,32 (C ≤ 16, H and W ≤ 4096); got {given!r}")
-    return values  # type: ignore[return-value]
+    return values
 
 
 def check_format(fmt: str, arch: str | None, settings: Settings) -> None:
