@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     sse_ping_s: float = Field(default=15.0, gt=0, le=300, description="keep-alive comment interval on idle event streams")
     auth_cache_s: float = Field(default=5.0, ge=0, description="how long a checked API key is trusted without the database; 0 checks every request")
     tenant_max_storage_bytes: int = 200 * 1024**3
+    keep_checkpoints: int = Field(default=1, ge=1, description="checkpoints a job keeps stored once it has ended, the newest ones (core.retention)")
+    storage_patience_s: float = Field(
+        default=120.0, gt=0, description="how long a job retries a checkpoint or artifact write while the object store is unreachable or full"
+    )
     inmemory_max_bytes: int = Field(
         default=2 * 1024**3,
         ge=0,

@@ -91,11 +91,15 @@ class LocalStore(ObjectStore):
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         temp = target.with_name(target.name + ".part")
-        with open(path, "rb") as source, open(temp, "wb") as sink:
-            size, digest = copy_hashed(source, sink)
-            sink.flush()
-            os.fsync(sink.fileno())
-        os.replace(temp, target)
+        try:
+            with open(path, "rb") as source, open(temp, "wb") as sink:
+                size, digest = copy_hashed(source, sink)
+                sink.flush()
+                os.fsync(sink.fileno())
+            os.replace(temp, target)
+        except BaseException:  # a full disk or an interruption: give the space back, leave no partial object
+            temp.unlink(missing_ok=True)
+            raise
         return StoredObject(key, size, digest)
 
     def fetch(self, key: str, dest: Path) -> Path:

@@ -37,7 +37,12 @@ def _sha256(path: Path) -> tuple[int, str]:
 
 def _client(endpoint: str | None):
     # Custom endpoints (MinIO, moto, Ceph) answer path-style requests; AWS itself picks virtual hosts.
-    config = Config(signature_version="s3v4", retries={"mode": "standard", "max_attempts": 5}, s3={"addressing_style": "path" if endpoint else "auto"})
+    config = Config(
+        signature_version="s3v4",
+        retries={"mode": "standard", "max_attempts": 5},
+        connect_timeout=10,  # an endpoint that does not answer fails in seconds, so the caller's own retries (worker.storage_writes) take over
+        s3={"addressing_style": "path" if endpoint else "auto"},
+    )
     return boto3.session.Session().client("s3", endpoint_url=endpoint, config=config)
 
 

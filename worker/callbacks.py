@@ -29,6 +29,7 @@ from core.jobstate import WORKER_HELD
 from core.models import CheckpointRow, JobEvent, JobRow, utcnow
 from core.storage import ObjectStore
 from kdcore.events import MetricPoint, Progress, TrainCallbacks
+from worker.storage_writes import with_storage_retries
 
 FLUSH_EVERY_S = 1.0
 CANCEL_POLL_S = 1.0
@@ -91,7 +92,8 @@ class DatabaseCallbacks(TrainCallbacks):
             self._maybe_flush()
 
     def on_checkpoint(self, path: Path, global_step: int, epoch: int, epoch_end: bool) -> None:
-        stored = self.store.put_file(f"{self.checkpoint_prefix}/{path.name}", path)
+        key = f"{self.checkpoint_prefix}/{path.name}"
+        stored = with_storage_retries(f"storing checkpoint {path.name} (step {global_step})", lambda: self.store.put_file(key, path))
         self.last_checkpoint = {
             "public_id": new_id("ckpt"),
             "global_step": global_step,

@@ -16,7 +16,6 @@ import threading
 import traceback
 from datetime import datetime
 
-from core.checkpoints import newest_checkpoint
 from core.config import get_settings
 from core.db import session_scope
 from core.ids import new_id
@@ -28,6 +27,7 @@ from kdcore.errors import Cancelled, KdError, Paused
 from worker.callbacks import DatabaseCallbacks, retry_db
 from worker.mlflow_handoff import hand_off_to_registry
 from worker.spec_builder import build_job_spec, job_work_dir
+from worker.storage_writes import restore_intact_checkpoint, store_artifacts
 
 log = logging.getLogger("distillery.worker")
 
@@ -129,27 +129,12 @@ class JobRunner:
         return self._publish(tenant, result, callbacks.latest)
 
     def _restore_checkpoint(self, work_dir) -> None:
-        """When the work folder lacks the newest stored checkpoint (a fresh machine, a cleaned folder), bring it back so the attempt resumes."""
-        with session_scope() as session:
-            row = newest_checkpoint(session, self.job_id)
-        if row is None:
-            return
-        target = work_dir / "checkpoints" / os.path.basename(row.storage_key)
-        if target.exists():
-            return
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fetched = self.store.fetch(row.storage_key, target)
-        except (OSError, ValueError) as exc:  # gone from storage, or a row older than stored checkpoints (a local path)
-            log.warning("job %s: checkpoint %s cannot be fetched (%s); resuming from what the work folder holds", self.job_id, row.public_id, exc)
-            return
-        if fetched != target:  # a local store hands out the object itself: the work folder gets its own copy
-            shutil.copyfile(fetched, target)
-        target.with_suffix(".sha256").write_text(row.sha256)
+        """When the work folder lacks the newest stored checkpoint (a fresh machine, a cleaned folder), bring back the newest intact one so the attempt resumes."""
+        restore_intact_checkpoint(self.store, self.job_id, work_dir)
 
     def _publish(self, tenant: str, result, latest: dict[str, float]) -> str | None:
         prefix = f"tenants/{tenant}/jobs/{self.job_id}/artifacts"
-        stored = [(item, self.store.put_file(f"{prefix}/{item.path.name}", item.path)) for item in result.artifacts]
+        stored = store_artifacts(self.store, prefix, result.artifacts)
         metrics = {**latest, **result.metrics, "job/resumed_from_step": float(result.resumed_from_step)}
 
         def record() -> bool:
