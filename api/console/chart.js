@@ -3,7 +3,7 @@
 const SVG = "http://www.w3.org/2000/svg";
 const WIDTH = 520;
 const HEIGHT = 220;
-const PAD = { left: 48, right: 12, top: 12, bottom: 30 };
+const PAD = { left: 48, right: 12, top: 28, bottom: 30 };
 export const COLOURS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c"];
 
 function node(name, attributes, text) {
@@ -40,14 +40,15 @@ export function lineChart(series, { xLabel = "step", yMin, yMax } = {}) {
   svg.append(node("text", { x: PAD.left, y: HEIGHT - 10 }, label(x0)));
   svg.append(node("text", { x: WIDTH - PAD.right, y: HEIGHT - 10, "text-anchor": "end" }, label(x1)));
   svg.append(node("text", { x: (PAD.left + WIDTH - PAD.right) / 2, y: HEIGHT - 10, "text-anchor": "middle" }, xLabel));
+  let legendX = PAD.left;
   drawn.forEach((s, index) => {
     const colour = COLOURS[index % COLOURS.length];
     const points = s.points.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(" ");
     if (s.points.length > 1) svg.append(node("polyline", { points, fill: "none", stroke: colour, "stroke-width": 2, "data-series": s.name }));
     else svg.append(node("circle", { cx: px(s.points[0][0]), cy: py(s.points[0][1]), r: 3, fill: colour, "data-series": s.name }));
-    const legendY = PAD.top + 14 + index * 14;
-    svg.append(node("rect", { x: WIDTH - PAD.right - 130, y: legendY - 8, width: 10, height: 3, fill: colour }));
-    svg.append(node("text", { x: WIDTH - PAD.right - 116, y: legendY - 4 }, s.name));
+    svg.append(node("rect", { x: legendX, y: 11, width: 12, height: 3, fill: colour }));
+    svg.append(node("text", { x: legendX + 16, y: 16 }, s.name));
+    legendX += 28 + s.name.length * 6.5; // the legend runs along the top margin, clear of the curves
   });
   return svg;
 }
