@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from api.auth import KEY_CACHE, check_key
 from api.errors import ApiError
+from api.rate_limit import enforce_rate_limit
 from core.config import Settings, get_settings
 from core.db import get_sessionmaker
 
@@ -87,14 +88,15 @@ async def _tenant(authorization: Annotated[str | None, Header()] = None) -> str:
     if scheme.lower() != "bearer" or not key:
         raise ApiError(401, "the Authorization header must be 'Bearer <api key>'", headers=unauthorized)
     tenant = KEY_CACHE.get(key)
-    if tenant is not None:
-        return tenant
-    verdict = await in_session(check_key, key)
-    if verdict.tenant is None:
-        raise ApiError(401, f"{verdict.refusal}; ask the operator for a new one ('distillery keys create --tenant NAME')", headers=unauthorized)
-    cache_s = get_settings().auth_cache_s
-    KEY_CACHE.put(key, verdict.tenant, cache_s if verdict.valid_for_s is None else min(cache_s, verdict.valid_for_s))
-    return verdict.tenant
+    if tenant is None:
+        verdict = await in_session(check_key, key)
+        if verdict.tenant is None:
+            raise ApiError(401, f"{verdict.refusal}; ask the operator for a new one ('distillery keys create --tenant NAME')", headers=unauthorized)
+        tenant = verdict.tenant
+        cache_s = get_settings().auth_cache_s
+        KEY_CACHE.put(key, tenant, cache_s if verdict.valid_for_s is None else min(cache_s, verdict.valid_for_s))
+    enforce_rate_limit(tenant)
+    return tenant
 
 
 TenantDep = Annotated[str, Depends(_tenant)]

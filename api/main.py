@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.access_log import log_access
+from api.body_limit import JsonBodyLimit
 from api.errors import install_error_handlers
 from api.metrics import install_metrics, record_request
 from api.response_observer import ResponseObserver
@@ -53,6 +54,7 @@ def create_app() -> FastAPI:
     configure_logging("api")
     install_error_handlers(app)
     install_metrics(app)
+    app.add_middleware(JsonBodyLimit)
     app.add_middleware(ResponseObserver, observers=[record_request, log_access])
     for module in (health, teachers, datasets, jobs, lifecycle, checkpoints, events, webhooks, artifacts, artifact_links, methods):
         app.include_router(module.router)

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     )
     sse_ping_s: float = Field(default=15.0, gt=0, le=300, description="keep-alive comment interval on idle event streams")
     auth_cache_s: float = Field(default=5.0, ge=0, description="how long a checked API key is trusted without the database; 0 checks every request")
+    rate_limit_rps: float = Field(default=0.0, ge=0, description="requests a second each tenant may send to one API process (token bucket); 0 = no limit")
+    rate_limit_burst: int | None = Field(default=None, ge=1, description="requests a tenant may send at once above the rate; default twice the rate")
+    max_json_body_bytes: int = Field(
+        default=1024**2, ge=1024, description="largest JSON request body; larger ones are refused with 413 before they are read whole"
+    )
     tenant_max_storage_bytes: int = 200 * 1024**3
     keep_checkpoints: int = Field(default=1, ge=1, description="checkpoints a job keeps stored once it has ended, the newest ones (core.retention)")
     storage_patience_s: float = Field(
