@@ -1,7 +1,7 @@
 """The floor for the trainer: the KD loop a person writes by hand in plain PyTorch.
 
 Same models, data, batch size, optimizer, schedule and loss as a ``kd`` job (Hinton KD, τ 4, CE 0.1 +
-KD 0.9, SGD with Nesterov momentum and cosine decay per step), with none of the job's machinery:
+KD 0.9, plain momentum SGD and cosine decay per step), with none of the job's machinery:
 no distiller, no preprocessing wrappers, no metrics, no checkpoints, no callbacks.
 """
 
@@ -24,11 +24,13 @@ SKIPPED_STEPS = 10  # per epoch, left out of the CPU-time figure, as the trainer
 
 @dataclass(frozen=True)
 class LoopSpeed:
-    """Samples per wall-clock second over all steps, and per CPU second of the training thread over
-    the steps after each epoch's first ``SKIPPED_STEPS`` (what other processes on the machine cannot inflate)."""
+    """Samples per wall-clock second over all steps, per CPU second of the training thread over the
+    steps after each epoch's first ``SKIPPED_STEPS`` (what other processes on the machine cannot
+    inflate), and per wall-clock second of the last epoch (compilation and autotuning done by then)."""
 
     wall: float
     cpu: float
+    last_epoch: float = 0.0
 
 
 def hand_written_kd(
@@ -45,11 +47,13 @@ def hand_written_kd(
     device: str = "cpu",
     amp: torch.dtype | None = None,
     channels_last: bool = False,
+    compile: bool = False,
 ) -> LoopSpeed:
     """Train for ``epochs`` and return its speed, timing the steps only.
 
     On CUDA the whole dataset sits on the GPU before timing starts (no input pipeline at all), models
-    and inputs are channels_last when asked, and ``amp`` is the autocast dtype (fp16 with a GradScaler).
+    and inputs are channels_last when asked, ``amp`` is the autocast dtype (fp16 with a GradScaler),
+    and ``compile`` compiles the student as a job's ``training.compile`` does.
     """
     torch.manual_seed(seed)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -58,17 +62,19 @@ def hand_written_kd(
     teacher.eval().to(device, memory_format=memory_format)
     student = create_model(student_arch, num_classes=data.num_classes, in_chans=data.images.shape[1])
     student.train().to(device, memory_format=memory_format)
+    if compile:
+        student.compile()
     all_images, all_labels = data.images.to(device), data.labels.to(device)
     scaler = torch.amp.GradScaler(device) if amp is torch.float16 else None
-    optimizer = torch.optim.SGD(student.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    optimizer = torch.optim.SGD(student.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     steps = len(data) // batch_size
     total = steps * epochs
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
-    seconds, samples, cpu_seconds, cpu_samples = 0.0, 0, 0.0, 0
+    seconds, samples, cpu_seconds, cpu_samples, epoch_samples, epoch_seconds = 0.0, 0, 0.0, 0, 0, 0.0
     for _ in range(epochs):
         order = torch.randperm(len(data), device=device)
         _synchronize(device)
-        started, cpu_started = time.perf_counter(), 0.0
+        started, cpu_started, epoch_samples = time.perf_counter(), 0.0, 0
         for step in range(steps if max_steps is None else min(steps, max_steps)):
             if step == SKIPPED_STEPS:
                 cpu_started = time.thread_time()
@@ -91,11 +97,13 @@ def hand_written_kd(
                 scaler.update()
             schedule.step()
             samples += batch_size
+            epoch_samples += batch_size
             cpu_samples += batch_size if step >= SKIPPED_STEPS else 0
         _synchronize(device)
-        seconds += time.perf_counter() - started
+        epoch_seconds = time.perf_counter() - started
+        seconds += epoch_seconds
         cpu_seconds += time.thread_time() - cpu_started if cpu_started else 0.0
-    return LoopSpeed(samples / seconds, cpu_samples / cpu_seconds if cpu_seconds else 0.0)
+    return LoopSpeed(samples / seconds, cpu_samples / cpu_seconds if cpu_seconds else 0.0, epoch_samples / epoch_seconds)
 
 
 def _synchronize(device: str) -> None:
