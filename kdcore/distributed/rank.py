@@ -1,7 +1,7 @@
 """What each rank runs, whoever started it (torch's elastic launcher or Ray Train): join, train, report.
 
-Every rank trains; rank 0 alone reports, through the relay file its launcher follows, and writes
-the pid files that let anyone check that no rank outlived its job.
+Every rank trains; rank 0 alone reports, through the relay file its launcher follows. Each rank
+writes a pid file, so that anyone can check that no rank outlived its job.
 """
 
 from __future__ import annotations
@@ -23,25 +23,27 @@ def rank_device_type(spec: JobSpec) -> str:
 
 
 def run_rank(folder: str) -> None:
-    """Train the job whose spec lies in ``folder`` as the rank the environment names."""
+    """Train the job whose spec lies in ``folder`` as the rank the environment names.
+
+    Any rank that stops on a ``KdError`` (out of memory, NaN loss, a bad spec) says so in the relay,
+    so the job fails with that error instead of being retried as a lost rank.
+    """
     from kdcore.train import train
 
     ranks = Path(folder)
     spec = JobSpec.model_validate_json((ranks / "spec.json").read_text())
     world = join_world(rank_device_type(spec))
     (ranks / f"rank-{world.rank}.pid").write_text(str(os.getpid()))
-    writer = RelayWriter(ranks / "events.jsonl") if world.is_main else None
+    relay = RelayWriter(ranks / "events.jsonl")
     try:
-        result = train(spec, writer or TrainCallbacks(), world)
-        if writer is not None and result is not None:
-            writer.result(result)
+        result = train(spec, relay if world.is_main else TrainCallbacks(), world)
+        if result is not None:
+            relay.result(result)
     except KdError as exc:
-        if writer is not None:
-            writer.error(exc)
+        relay.error(exc)
         raise
     finally:
-        if writer is not None:
-            writer.close()
+        relay.close()
         leave_world()
 
 

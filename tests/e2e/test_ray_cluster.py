@@ -1,0 +1,57 @@
+"""One job across two Ray nodes (``training.nodes: 2``) through the real API and worker, on a local CPU cluster.
+
+The cluster is two ``ray start`` nodes of one CPU each on this machine; the worker submits the job
+as a Ray Train ``TorchTrainer`` (gloo) and relays its reports. The job ends ``succeeded`` with a
+world of two ranks, and a cancelled one ends its Ray workers within seconds.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from scale_jobs import kd_body, upload_teacher, wait_for_ranks, wait_for_step, wait_until_gone
+from service import wait_for_job
+
+from e2e.conftest import start_service, stop_service
+
+pytest.importorskip("ray.train.torch")
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+GONE_WITHIN_S = 20.0
+
+
+@pytest.fixture(scope="module")
+def ray_service(tmp_path_factory):
+    from ray_cluster import two_node_cluster
+
+    with two_node_cluster(tmp_path_factory.mktemp("ray")) as address:
+        service = start_service("embedded", tmp_path_factory.mktemp("ray-service"), DISTILLERY_RAY_ADDRESS=address)
+        yield service
+        stop_service(service)
+
+
+@pytest.fixture(scope="module")
+def teacher(ray_service, tmp_path_factory):
+    return upload_teacher(ray_service.client(), tmp_path_factory.mktemp("teacher"))
+
+
+def test_a_two_node_job_succeeds(ray_service, teacher):
+    client = ray_service.client()
+    job = client.post("/v1/jobs", json=kd_body(teacher, nodes=2, epochs=1, batch_size=256)).json()
+    done = wait_for_job(client, job["id"], timeout=600)
+    assert done["status"] == "succeeded", (done["error"], ray_service.logs()[-3000:])
+    assert done["metrics"]["job/world_size"] == 2.0
+    assert done["metrics"]["val/top1"] > 0
+
+
+def test_cancelling_a_two_node_job_ends_its_ray_workers(ray_service, teacher):
+    client = ray_service.client()
+    job = client.post("/v1/jobs", json=kd_body(teacher, nodes=2, epochs=20)).json()
+    pids = wait_for_ranks(ray_service, job["id"], 2, timeout=300)
+    wait_for_step(client, job["id"], 2)
+    assert client.post(f"/v1/jobs/{job['id']}/cancel").status_code == 202
+    asked = time.monotonic()
+    done = wait_for_job(client, job["id"], timeout=60)
+    assert done["status"] == "cancelled", done["error"]
+    wait_until_gone(pids, GONE_WITHIN_S)
+    assert time.monotonic() - asked < GONE_WITHIN_S + 10
