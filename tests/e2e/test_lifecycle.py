@@ -38,6 +38,7 @@ def deployment(tmp_path_factory):
         "embedded",
         tmp_path_factory.mktemp("lifecycle-svc"),
         DISTILLERY_MAX_ATTEMPTS="1",
+        DISTILLERY_KEEP_CHECKPOINTS="10",  # every epoch's checkpoint stays listed once a job has ended (the default keeps the newest)
         DISTILLERY_HEARTBEAT_TIMEOUT_S="4",
         DISTILLERY_HEARTBEAT_INTERVAL_S="1",
         DISTILLERY_REAPER_INTERVAL_S="1",
