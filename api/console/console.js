@@ -77,6 +77,15 @@ function onSubmit(form, action) {
   });
 }
 
+/** Forms that upload a file or register a URI: show the fields of the chosen source only. */
+function toggleSource(form) {
+  const shown = () => {
+    for (const part of form.querySelectorAll("[data-source]")) part.hidden = part.dataset.source !== form.elements.source.value;
+  };
+  for (const radio of form.elements.source) radio.addEventListener("change", shown);
+  form.addEventListener("reset", () => setTimeout(shown));
+}
+
 function deleteButton(kind, path, then) {
   const button = element("button", { type: "button", className: "quiet danger", textContent: "Delete" });
   button.addEventListener("click", () =>
@@ -384,11 +393,7 @@ async function teachersView(signal) {
     );
   }
 
-  for (const radio of form.elements.source) {
-    radio.addEventListener("change", () => {
-      for (const part of form.querySelectorAll("[data-source]")) part.hidden = part.dataset.source !== form.elements.source.value;
-    });
-  }
+  toggleSource(form);
   onSubmit(form, async () => {
     const names = ["format", "arch", "num_classes", "input_size", "mean", "std", "name"];
     let teacher;
@@ -426,18 +431,26 @@ async function datasetsView(signal) {
           cell(String(d.num_classes)),
           cell(String(d.splits.train ?? "—")),
           cell(String(d.splits.val ?? "—")),
-          cell(d.builtin ? "built in" : bytes(d.size_bytes)),
+          cell(d.builtin ? "—" : bytes(d.size_bytes)),
+          cell(element("span", { className: "small", textContent: d.builtin ? "built in" : d.uri ? `${d.uri} (${d.format})` : "upload" })),
           cell(d.builtin ? null : deleteButton("dataset", `/v1/datasets/${d.id}`, refresh)),
         ),
       ),
     );
   }
 
+  toggleSource(form);
   onSubmit(form, async () => {
-    const data = new FormData();
-    data.append("file", form.elements.file.files[0]);
-    if (field(form, "name")) data.append("name", field(form, "name"));
-    const dataset = await api("/v1/datasets", { method: "POST", form: data });
+    let dataset;
+    if (form.elements.source.value === "uri") {
+      dataset = await api("/v1/datasets", { method: "POST", json: { uri: field(form, "uri"), format: form.elements.format.value, name: field(form, "name") } });
+    } else {
+      if (!form.elements.file.files.length) throw new Error("Choose the archive to upload.");
+      const data = new FormData();
+      data.append("file", form.elements.file.files[0]);
+      if (field(form, "name")) data.append("name", field(form, "name"));
+      dataset = await api("/v1/datasets", { method: "POST", form: data });
+    }
     notice(`Dataset ${dataset.id} added: ${dataset.num_classes} classes, ${dataset.splits.train} training images.`, "ok");
     form.reset();
     await refresh();

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -98,10 +100,30 @@ def test_forms_submit_a_job_that_finishes_live_and_its_student_downloads(page, r
 
     page.get_by_role("link", name="Datasets").click()
     archive = digits_zip(tmp_path / "digits.zip", size=16, per_class_limit=24)
-    page.locator("#dataset-form").get_by_label("Archive").set_input_files(str(archive))
+    page.locator("#dataset-form").get_by_label("Archive", exact=True).set_input_files(str(archive))
     page.locator("#dataset-form").get_by_label("Name", exact=True).fill("digits 16px")
-    page.get_by_role("button", name="Upload dataset").click()
+    page.get_by_role("button", name="Add dataset").click()
     expect(page.locator("#datasets-rows")).to_contain_text("digits 16px", timeout=UPLOAD_TIMEOUT_MS)
+
+    # the same forms register what already lies in the tenant's own folders of the store (the default prefixes)
+    objects = Path(deployment.env["DISTILLERY_DATA_DIR"]) / "objects" / "tenants"
+    tenant_folder = next(objects.glob("*/teachers")).parent
+    (tenant_folder / "teachers" / "incoming").mkdir()
+    shutil.copyfile(trained_teacher["path"], tenant_folder / "teachers" / "incoming" / "t.safetensors")
+    with zipfile.ZipFile(archive) as opened:
+        opened.extractall(tenant_folder / "datasets" / "digits-tree")
+    page.locator("#dataset-form").get_by_label("A folder in the store").check()
+    page.locator("#dataset-form").get_by_label("Folder URI").fill((tenant_folder / "datasets" / "digits-tree").as_uri() + "/")
+    page.get_by_role("button", name="Add dataset").click()
+    expect(page.locator("#datasets-rows")).to_contain_text(re.compile(r"digits-tree/? \(imagefolder\)"), timeout=UPLOAD_TIMEOUT_MS)
+    page.get_by_role("link", name="Teachers").click()
+    teacher_form.get_by_label("From the registry or a bucket").check()
+    teacher_form.get_by_label("URI").fill((tenant_folder / "teachers" / "incoming" / "t.safetensors").as_uri())
+    teacher_form.get_by_label("Architecture").fill("cifar_resnet8")
+    teacher_form.get_by_label("Classes").fill("10")
+    teacher_form.get_by_label("Input size").fill("3,32,32")
+    teacher_form.get_by_role("button", name="Add teacher").click()
+    expect(page.locator("#teachers-rows")).to_contain_text("incoming/t.safetensors", timeout=UPLOAD_TIMEOUT_MS)
 
     page.get_by_role("link", name="New job").first.click()
     form = page.locator("#job-form")
