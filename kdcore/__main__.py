@@ -57,12 +57,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "train":
-            from kdcore.train import train
+            from kdcore.distributed.launch import launch
 
             spec = JobSpec.model_validate_json(_read_spec(args.spec))
             if args.work_dir:
                 spec = spec.model_copy(update={"work_dir": args.work_dir})
-            result = train(spec, _PrintProgress())
+            result = launch(spec, _PrintProgress())
             print(json.dumps({"metrics": result.metrics, "artifacts": [{"kind": a.kind, "path": str(a.path)} for a in result.artifacts]}, indent=2))
         elif args.command == "inspect-teacher":
             from kdcore.models.loading import check_teacher

@@ -17,6 +17,7 @@ import torch
 from kdcore.bench.fixtures import DIGITS, random_teacher
 from kdcore.bench.results import Section
 from kdcore.distributed.launch import launch
+from kdcore.distributed.world import cpu_threads_per_rank
 from kdcore.spec import JobSpec
 
 TEACHER, STUDENT = "cifar_resnet20", "cifar_resnet8"
@@ -58,8 +59,9 @@ def run(work: Path) -> Section:
         single.setdefault(device, speed)
         section.rows.append([device, str(ranks), f"{speed:.0f}", f"{speed / single[device]:.2f}×"])
     section.notes.append(
-        f"CPU ranks are gloo processes sharing this machine's {cores} cores ({max(1, cores // 2)} torch thread(s) each at 2 ranks): "
-        "the 2-rank row is the cost of data parallel on the same hardware, not a speed-up."
+        f"CPU ranks are gloo processes sharing this machine's {cores} cores, with {torch.get_num_threads()} torch thread(s) for 1 rank "
+        f"and {cpu_threads_per_rank(2)} each at 2 ranks, and with whatever else runs here (see the load average): "
+        "the rows compare data parallel with one process on the same hardware, not more hardware."
     )
     if torch.cuda.device_count() <= 1:
         section.notes.append("No machine with several GPUs here: run `python -m bench ranks` on one for the 1 vs N GPU rows (NCCL).")

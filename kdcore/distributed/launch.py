@@ -86,6 +86,7 @@ def follow(process: subprocess.Popen, reader: RelayReader, callbacks: TrainCallb
                 continue
             replay(event, callbacks)
             step = event.get("step", step) if event["kind"] == "progress" else step
+            pausing = pausing or callbacks.should_pause()
             if pausing and event["kind"] == "checkpoint" and not (event["epoch_end"] and event["epoch"] >= config.epochs):
                 raise Paused(f"paused at step {event['global_step']}")
         if exited:

@@ -7,6 +7,7 @@ writes a pid file, so that anyone can check that no rank outlived its job.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -50,3 +51,7 @@ def run_rank(folder: str) -> None:
 def run_ray_rank(config: dict[str, str]) -> None:
     """Ray Train's ``train_loop_per_worker``: Ray has set up the process group and the same environment as torch's launcher."""
     run_rank(config["folder"])
+
+
+if __name__ == "__main__":  # torchrun --standalone --nproc-per-node=N -m kdcore.distributed.rank FOLDER (FOLDER/spec.json)
+    run_rank(sys.argv[1])

@@ -1,4 +1,5 @@
-"""The launcher stands over every rank: one rank killed ends them all and the run resumes; a cancel ends them all."""
+"""The launcher stands over every rank: one rank killed ends them all and the run resumes; a cancel ends them all;
+a pause stops them all at the next checkpoint, from which the run resumes."""
 
 import os
 import signal
@@ -9,7 +10,7 @@ from factories import save_teacher
 from ranks_job import INPUT, kd_spec, rank_pids, running
 
 from kdcore.distributed.launch import launch
-from kdcore.errors import Cancelled, RankFailed
+from kdcore.errors import Cancelled, Paused, RankFailed
 from kdcore.events import TrainCallbacks
 
 GONE_WITHIN_S = 10.0
@@ -36,6 +37,21 @@ class CancelAfterProgress(TrainCallbacks):
         self.seen = True
 
     def should_cancel(self) -> bool:
+        return self.seen
+
+
+class PauseAfterProgress(CancelAfterProgress):
+    def __init__(self) -> None:
+        super().__init__()
+        self.checkpoints: list[int] = []
+
+    def on_checkpoint(self, path, global_step, epoch, epoch_end) -> None:
+        self.checkpoints.append(global_step)
+
+    def should_cancel(self) -> bool:
+        return False
+
+    def should_pause(self) -> bool:
         return self.seen
 
 
@@ -73,3 +89,15 @@ def test_cancel_ends_every_rank_within_seconds(tmp_path, teacher):
         launch(spec, CancelAfterProgress())
     assert_all_gone(spec)
     assert time.monotonic() - asked < 120
+
+
+def test_pause_stops_every_rank_at_the_next_checkpoint_and_the_run_resumes_there(tmp_path, teacher):
+    spec = kd_spec(teacher, tmp_path / "job", 2, epochs=2, checkpoint_every_steps=4)
+    pauser = PauseAfterProgress()
+    with pytest.raises(Paused, match=r"paused at step \d+") as paused:
+        launch(spec, pauser)
+    step = int(str(paused.value).rsplit(" ", 1)[1])
+    assert step == pauser.checkpoints[-1] and step < 2 * 11
+    assert_all_gone(spec)
+    resumed = launch(spec)
+    assert resumed.resumed_from_step == step
