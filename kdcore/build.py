@@ -109,8 +109,12 @@ def build_distiller(
     data: RunData,
     steps_per_epoch: int,
     device: torch.device,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> Distiller:
-    context = MethodContext(data.num_classes, data.input_size, spec.training.epochs, steps_per_epoch, device, spec.training.batch_size)
+    """The method's distiller; its context's ``batch_size`` is what one rank's ``forward`` sees (the global batch split over the ranks)."""
+    batch_size = spec.training.batch_size // world_size
+    context = MethodContext(data.num_classes, data.input_size, spec.training.epochs, steps_per_epoch, device, batch_size, rank, world_size)
     return method(student, teachers, hparams, context)
 
 

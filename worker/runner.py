@@ -22,8 +22,9 @@ from core.ids import new_id
 from core.job_view import iso_time
 from core.jobstate import WORKER_HELD, heartbeat, transition
 from core.models import ArtifactRow, JobRow, utcnow
+from core.queue import enqueue_job
 from core.storage import get_store
-from kdcore.errors import Cancelled, KdError, Paused
+from kdcore.errors import Cancelled, KdError, Paused, RankFailed
 from worker.callbacks import DatabaseCallbacks, retry_db
 from worker.mlflow_handoff import hand_off_to_registry
 from worker.spec_builder import build_job_spec, job_work_dir
@@ -93,6 +94,8 @@ class JobRunner:
             return self._pause()
         except Cancelled:
             return self._end("cancelled", "cancelled", "cancelled by request while running; no student was published")
+        except RankFailed as exc:
+            return self._resume_later(exc)
         except KdError as exc:
             return self._end("failed", exc.code, exc.message)
         except Exception as exc:
@@ -102,7 +105,7 @@ class JobRunner:
             beat.stopped.set()
 
     def _train_and_publish(self) -> str | None:
-        from kdcore.train import train
+        from kdcore.distributed.launch import launch
 
         def load_row():
             with session_scope() as session:
@@ -121,7 +124,7 @@ class JobRunner:
 
         spec = retry_db(load_spec, f"load {self.job_id}")
         self._restore_checkpoint(spec.work_dir)
-        result = train(spec, callbacks)
+        result = launch(spec, callbacks, self.settings.ray_address)
         callbacks.flush()
         if callbacks.should_cancel():
             raise Cancelled("cancelled")
@@ -210,6 +213,24 @@ class JobRunner:
             log.info("job %s paused at checkpoint %s", self.job_id, detail)
             return "paused"
         return self._end("cancelled", "cancelled", "cancelled by request while pausing; no student was published")
+
+    def _resume_later(self, exc: RankFailed) -> str | None:
+        """A rank died: end this attempt and queue the job again, to resume from its newest checkpoint, while attempts remain."""
+
+        def requeue() -> bool:
+            with session_scope() as session:
+                job = session.get(JobRow, self.job_id)
+                if job.attempts >= job.max_attempts:
+                    return False
+                detail = {"reason": exc.code, "attempt": job.attempts}
+                return transition(session, self.job_id, WORKER_HELD, "queued", where={"worker": self.worker}, worker=None, enqueued_at=utcnow(), detail=detail)
+
+        self._end_phases()
+        if not retry_db(requeue, f"requeue {self.job_id}"):
+            return self._end("failed", exc.code, exc.message)
+        log.warning("job %s: %s; queued again to resume from its checkpoint", self.job_id, exc.message.splitlines()[0])
+        enqueue_job(self.job_id)
+        return "queued"
 
     def _end(self, status: str, code: str, message: str) -> str | None:
         self._end_phases()

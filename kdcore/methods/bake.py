@@ -73,6 +73,17 @@ class ClassBalancedBatchPlan(BatchPlan):
         steps = torch.arange(1, self.intra_imgs + 1)
         return by_class[start[:, None] + (position - start)[:, None].add(steps).remainder(size[:, None])]
 
+    def rank_positions(self, batch_len: int, rank: int, ranks: int) -> Tensor:
+        """A rank's share: its slice of the anchors with their partners, whole groups as in the official ``DistributedClassSampler``."""
+        anchors = batch_len // (self.intra_imgs + 1)
+        if anchors % ranks:
+            raise BadSpec(
+                f"bake's {anchors} anchors per batch do not split evenly over {ranks} ranks; make training.batch_size a multiple of {ranks * (self.intra_imgs + 1)}"
+            )
+        own = torch.arange(rank * anchors // ranks, (rank + 1) * anchors // ranks)
+        partners = anchors + (own[:, None] * self.intra_imgs + torch.arange(self.intra_imgs)).flatten()
+        return torch.cat([own, partners])
+
     def batches(self, epoch: int) -> list[Tensor]:
         anchors = epoch_order(len(self.labels), self.seed, epoch)
         partners = self.same_class_partners(epoch)

@@ -91,6 +91,8 @@ class MethodContext:
     steps_per_epoch: int
     device: torch.device
     batch_size: int
+    rank: int = 0
+    world_size: int = 1
 
 
 HyperparamsT = TypeVar("HyperparamsT", bound=Hyperparams)
@@ -112,6 +114,10 @@ class Distiller(nn.Module, Generic[HyperparamsT]):
     needs_teacher_features: ClassVar[bool] = False
     needs_student_features: ClassVar[bool] = False
     needs_batchnorm_statistics: ClassVar[bool] = False
+    self_stepped: ClassVar[tuple[str, ...]] = ()
+    """Submodules the method steps with its own optimizer inside ``forward`` (a generator): each gets its own DDP wrapper."""
+    rank_local_buffers: ClassVar[tuple[str, ...]] = ()
+    """Buffers that differ per rank by design (a pool of synthesised images): never broadcast between ranks."""
     Hyperparams: ClassVar[type[Hyperparams]]
 
     def __init__(self, student: Student, teachers: Teachers, hparams: HyperparamsT, context: MethodContext) -> None:
@@ -122,6 +128,7 @@ class Distiller(nn.Module, Generic[HyperparamsT]):
         self.hparams = hparams
         self.context = context
         self.teacher_cache: TeacherOutputCache | None = None
+        self._data_parallel: dict[int, nn.Module] = {}
 
     def train(self, mode: bool = True) -> Self:
         """The teachers stay in eval mode whatever the trainer asks (BatchNorm statistics must not move)."""
@@ -133,6 +140,14 @@ class Distiller(nn.Module, Generic[HyperparamsT]):
     def forward(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
         """One training step's ``{"loss": total, "output": student logits, "loss/<name>": weighted part, ...}`` (see :func:`with_total`)."""
         raise NotImplementedError
+
+    def use_data_parallel(self, module: nn.Module, wrapper: nn.Module) -> None:
+        """Route ``forward``'s calls of ``module`` (one of :attr:`self_stepped`) through ``wrapper``."""
+        self._data_parallel[id(module)] = wrapper
+
+    def data_parallel(self, module: nn.Module) -> nn.Module:
+        """``module`` as ``forward`` calls a self-stepped module: through its DDP wrapper when the run has several ranks."""
+        return self._data_parallel.get(id(module), module)
 
     def teacher(self, index: int = 0) -> Teacher:
         return self._teachers[index]

@@ -98,6 +98,7 @@ class DAFL(Distiller[DAFLHyperparams]):
     teacher_count = (1, 1)
     needs_dataset = False
     needs_teacher_features = True
+    self_stepped = ("generator",)
     Hyperparams = DAFLHyperparams
 
     def __init__(self, student: Student, teachers: Teachers, hparams: DAFLHyperparams, context: MethodContext) -> None:
@@ -115,7 +116,7 @@ class DAFL(Distiller[DAFLHyperparams]):
     def generate(self, count: int) -> Tensor:
         """``count`` generated images in [0,1]."""
         z = torch.randn(count, self.hparams.latent_dim).to(self.generator.project.weight.device)
-        return self.generator(z)
+        return self.data_parallel(self.generator)(z)
 
     def forward(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
         hp = self.hparams

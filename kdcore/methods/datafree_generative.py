@@ -96,6 +96,28 @@ class ConditionalGenerator(nn.Module):
         return (x + 1) / 2
 
 
+class GeneratorGroups(nn.ModuleList):
+    """One generator per contiguous group of classes; ``forward`` sends each label to its group's generator.
+
+    One module with one ``forward``, so all generators train as one DistributedDataParallel module
+    on several ranks (a group may be absent from one rank's batch: DDP then counts it unused there).
+    """
+
+    def __init__(self, sizes: list[int], image_size: tuple[int, int, int]) -> None:
+        super().__init__(ConditionalGenerator(size, image_size) for size in sizes)
+        self.group_starts = [sum(sizes[:i]) for i in range(len(sizes))]
+
+    def forward(self, latents: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """``(labels, images)``, labels regrouped in the order the images come out."""
+        chosen_labels, images = [], []
+        for start, generator in zip(self.group_starts, self, strict=True):
+            chosen = ((labels >= start) & (labels < start + generator.num_classes)).nonzero().squeeze(1)
+            if len(chosen):
+                chosen_labels.append(labels[chosen])
+                images.append(generator(latents[chosen], labels[chosen] - start))
+        return torch.cat(chosen_labels), torch.cat(images)
+
+
 def batchnorm_moment_distance(inputs: Tensor, running_mean: Tensor, running_var: Tensor) -> Tensor:
     """‖μ(x) − μ̂‖₂ + ‖σ²(x) − σ̂²‖₂ over channels, with the batch statistics of a BN input ``[N,C,H,W]``."""
     x = inputs.float()
@@ -151,6 +173,7 @@ class DataFreeGenerative(Distiller[DataFreeGenerativeHyperparams]):
     teacher_count = (1, 1)
     needs_dataset = False
     needs_batchnorm_statistics = True
+    self_stepped = ("generators",)
     Hyperparams = DataFreeGenerativeHyperparams
 
     def __init__(self, student: Student, teachers: Teachers, hparams: DataFreeGenerativeHyperparams, context: MethodContext) -> None:
@@ -161,8 +184,8 @@ class DataFreeGenerative(Distiller[DataFreeGenerativeHyperparams]):
             raise BadTeacher("datafree_generative matches the teacher's BatchNorm statistics; this teacher has no BatchNorm2d layer")
         count = min(hparams.generators, context.num_classes)
         sizes = [context.num_classes // count + (i < context.num_classes % count) for i in range(count)]
-        self.group_starts = [sum(sizes[:i]) for i in range(count)]
-        self.generators = nn.ModuleList(ConditionalGenerator(size, context.input_size) for size in sizes)
+        self.generators = GeneratorGroups(sizes, context.input_size)
+        self.group_starts = self.generators.group_starts
         self.generator_optimizer = torch.optim.Adam(self.generators.parameters(), lr=hparams.generator_lr, betas=(0.5, 0.999))
         self.noise_seed = int(torch.randint(0, 2**62, (1,)))
 
@@ -171,18 +194,12 @@ class DataFreeGenerative(Distiller[DataFreeGenerativeHyperparams]):
         return [p for p in self.student.parameters() if p.requires_grad]
 
     def generate(self, step: int) -> tuple[Tensor, Tensor]:
-        """Labels drawn uniformly and their generated images; the draws depend only on the step (exact resume)."""
-        rng = torch.Generator().manual_seed(self.noise_seed + step)
-        batch, device = self.context.batch_size, self.context.device
-        labels = torch.randint(0, self.context.num_classes, (batch,), generator=rng).to(device)
-        latents = torch.randn(batch, self.generators[0].latent_dim, generator=rng).to(device)
-        chosen_labels, images = [], []
-        for start, generator in zip(self.group_starts, self.generators, strict=True):
-            chosen = ((labels >= start) & (labels < start + generator.num_classes)).nonzero().squeeze(1)
-            if len(chosen):
-                chosen_labels.append(labels[chosen])
-                images.append(generator(latents[chosen], labels[chosen] - start))
-        return torch.cat(chosen_labels), torch.cat(images)
+        """Labels drawn uniformly and their generated images; the draws depend only on the step and rank (exact resume)."""
+        context = self.context
+        rng = torch.Generator().manual_seed(self.noise_seed + step * context.world_size + context.rank)
+        labels = torch.randint(0, context.num_classes, (context.batch_size,), generator=rng).to(context.device)
+        latents = torch.randn(context.batch_size, self.generators[0].latent_dim, generator=rng).to(context.device)
+        return self.data_parallel(self.generators)(latents, labels)
 
     def forward(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
         hp = self.hparams

@@ -196,6 +196,7 @@ class DeepInversion(Distiller[DeepInversionHyperparams]):
     needs_dataset = False
     needs_batchnorm_statistics = True
     Hyperparams = DeepInversionHyperparams
+    rank_local_buffers = ("pool_images", "syntheses")
     pool_images: Tensor
     syntheses: Tensor
 

@@ -7,14 +7,18 @@ together in the order the run's random stream depends on (so a resumed run rebui
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
+from torch import nn
 
 from kdcore import build
 from kdcore.data import pipeline
 from kdcore.data.images import ImageSet
 from kdcore.data.loader import Batch, TrainingBatches
+from kdcore.distributed.data_parallel import wrap_for_data_parallel
+from kdcore.distributed.rank_streams import seed_rank_stream
+from kdcore.distributed.world import World, check_divisible
 from kdcore.methods import Distiller, Hyperparams, get_method
 from kdcore.models.loading import Teacher
 from kdcore.phases import PhaseClock
@@ -38,6 +42,9 @@ class TrainingRun:
     optimizer: torch.optim.Optimizer
     schedule: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler | None
+    world: World
+    model: nn.Module
+    """What the trainer calls: the distiller, or its DistributedDataParallel wrapper on several ranks."""
 
     @property
     def total_steps(self) -> int:
@@ -82,11 +89,19 @@ def attach_teacher_cache(
         guard.callbacks.on_notice("teacher_cache", refusal)
 
 
-def prepare_run(spec: JobSpec, guard: RunGuard, phases: PhaseClock | None = None) -> TrainingRun:
-    """Seed, build and place every object of the run; raises a ``KdError`` on anything wrong with the spec."""
+def prepare_run(spec: JobSpec, guard: RunGuard, world: World | None = None, phases: PhaseClock | None = None) -> TrainingRun:
+    """Seed, build and place every object of the run; raises a ``KdError`` on anything wrong with the spec.
+
+    On several ranks (``world``) each rank builds the same run, trains on its share of every batch
+    and on its own device; :mod:`kdcore.distributed` wraps the distiller for data parallel.
+    """
     config = spec.training
+    world = world or World()
+    check_divisible(config.batch_size, world)
     torch.manual_seed(config.seed)
     runtime = resolve_runtime(config)
+    if world.distributed and runtime.device.type == "cuda":
+        runtime = replace(runtime, device=torch.device("cuda", world.local_rank))
     method = get_method(spec.method)
     data = build.load_data(spec, method)
     teachers = build.load_teachers(spec, method)
@@ -97,16 +112,18 @@ def prepare_run(spec: JobSpec, guard: RunGuard, phases: PhaseClock | None = None
         steps_per_epoch = plan.steps_per_epoch()
     else:
         steps_per_epoch = config.steps_per_epoch or int(getattr(hparams, "steps_per_epoch", DATA_FREE_STEPS_PER_EPOCH))
-    distiller = build.build_distiller(spec, method, hparams, student, teachers, data, steps_per_epoch, runtime.device)
+    distiller = build.build_distiller(spec, method, hparams, student, teachers, data, steps_per_epoch, runtime.device, world.rank, world.size)
     distiller.to(runtime.device)
     if runtime.channels_last:
         distiller.to(memory_format=torch.channels_last)
+    model = wrap_for_data_parallel(distiller, world, config.sync_bn)
+    seed_rank_stream(config.seed, world)
     if runtime.compile:
         distiller.student.compile()
     batches = None
     if plan is not None and data.train is not None:
-        batches = TrainingBatches(data.train, plan, runtime.device, config.augment == "flip_crop")
+        batches = TrainingBatches(data.train, plan, runtime.device, config.augment == "flip_crop", world.rank, world.size)
     attach_teacher_cache(spec, distiller, hparams, data, batches, runtime, guard, phases)
     optimizer = build.build_optimizer(config, distiller)
     schedule = build.build_schedule(config, optimizer, steps_per_epoch * config.epochs)
-    return TrainingRun(spec, runtime, data, teachers, distiller, batches, steps_per_epoch, optimizer, schedule, runtime.grad_scaler())
+    return TrainingRun(spec, runtime, data, teachers, distiller, batches, steps_per_epoch, optimizer, schedule, runtime.grad_scaler(), world, model)
