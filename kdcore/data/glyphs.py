@@ -172,5 +172,9 @@ def generate_glyphs(split: str) -> tuple[Tensor, Tensor, list[str]]:
     labels = torch.arange(len(classes)).repeat_interleave(PER_CLASS[split])
     labels = labels[torch.randperm(len(labels), generator=generator)]
     images = torch.cat([_render(classes, part, generator) for part in labels.split(RENDER_CHUNK)])
-    names = [f"glyph{i // 2:02d}{'-dot' if c.dot is not None else ''}" for i, c in enumerate(classes)]
-    return images, labels, names
+    return images, labels, glyph_class_names()
+
+
+def glyph_class_names() -> list[str]:
+    """Class names without rendering anything: listing the dataset must not cost its generation."""
+    return [f"glyph{i // 2:02d}{'-dot' if c.dot is not None else ''}" for i, c in enumerate(glyph_classes())]
