@@ -9,10 +9,13 @@ The pieces live in :mod:`kdcore.training`.
 from __future__ import annotations
 
 from kdcore.distributed.world import World
-from kdcore.events import TrainCallbacks, TrainResult
+from kdcore.estimate import estimate_run
+from kdcore.events import MetricPoint, TrainCallbacks, TrainResult
 from kdcore.phases import PhaseClock
 from kdcore.spec import JobSpec
 from kdcore.training import RunGuard, Trainer, prepare_run
+
+ESTIMATE_METRIC = "job/estimated_seconds"
 
 
 def train(spec: JobSpec, callbacks: TrainCallbacks | None = None, world: World | None = None) -> TrainResult | None:
@@ -27,4 +30,12 @@ def train(spec: JobSpec, callbacks: TrainCallbacks | None = None, world: World |
     guard = RunGuard(callbacks, None if world.distributed else spec.training.time_limit_s)
     phases = PhaseClock(callbacks)
     phases.enter("validating")
-    return Trainer(prepare_run(spec, guard, world, phases), callbacks, guard, phases).train()
+    run = prepare_run(spec, guard, world, phases)
+    estimate = estimate_run(run)
+    if world.is_main:
+        callbacks.on_notice("estimate", f"this job should take {estimate.describe()}")
+        callbacks.on_metrics([MetricPoint(ESTIMATE_METRIC, 0, 1, estimate.seconds)])
+    result = Trainer(run, callbacks, guard, phases).train()
+    if result is not None:
+        result.metrics[ESTIMATE_METRIC] = estimate.seconds
+    return result

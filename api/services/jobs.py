@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from api.errors import ApiError, not_found
 from api.schemas.jobs import JobCreate
 from api.services.datasets import get_dataset
+from api.services.job_estimate import check_estimate
 from core.checkpoints import tenant_checkpoint
 from core.config import Settings
 from core.ids import new_id
@@ -84,7 +85,19 @@ def validate(session: Session, tenant: str, body: JobCreate) -> tuple[StoredJobS
     if training.input_size is None and teachers:
         training = training.model_copy(update={"input_size": tuple(teachers[0].input_size)})
     stored = StoredJobSpec.model_validate({**body.model_dump(), "hyperparams": hparams.model_dump(mode="json"), "training": training})
+    check_estimate(stored, teachers, num_classes, _train_samples(session, tenant, body))
     return stored, teachers
+
+
+def _train_samples(session: Session, tenant: str, body: JobCreate) -> int | None:
+    """The training split's size, when the dataset says it (the cost model's number of images per epoch)."""
+    if body.dataset is None:
+        return None
+    if (name := body.builtin_dataset) is not None:
+        return int(builtin_info(name)["splits"]["train"])
+    row = get_dataset(session, tenant, body.dataset)
+    count = (row.splits or {}).get("train") if row is not None else None
+    return count if isinstance(count, int) else None
 
 
 def _dataset_classes(session: Session, tenant: str, body: JobCreate) -> int | None:

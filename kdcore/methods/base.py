@@ -177,6 +177,11 @@ class Distiller(nn.Module, Generic[HyperparamsT]):
         """How epochs are cut into batches; BAKE overrides this with class-balanced batches."""
         return BatchPlan(labels, batch_size, seed)
 
+    @classmethod
+    def synthesis_images(cls, hparams: HyperparamsT, batch_size: int, total_steps: int) -> int:
+        """Images a data-free method pushes through the teacher forward and backward to make its data (the cost model's share)."""
+        return 0
+
     def signals(self) -> dict[str, float]:
         """Method-specific values worth plotting (learned temperature, discriminator accuracy, ...)."""
         return {}

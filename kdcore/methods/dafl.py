@@ -113,6 +113,10 @@ class DAFL(Distiller[DAFLHyperparams]):
         generator = {id(p) for p in self.generator.parameters()}
         return [p for p in super().trainable_parameters() if id(p) not in generator]
 
+    @classmethod
+    def synthesis_images(cls, hparams: DAFLHyperparams, batch_size: int, total_steps: int) -> int:
+        return batch_size * total_steps  # one generator update through the teacher per step
+
     def generate(self, count: int) -> Tensor:
         """``count`` generated images in [0,1]."""
         z = torch.randn(count, self.hparams.latent_dim).to(self.generator.project.weight.device)

@@ -193,6 +193,10 @@ class DataFreeGenerative(Distiller[DataFreeGenerativeHyperparams]):
         """The trainer steps the student only; the generators have their own optimizer."""
         return [p for p in self.student.parameters() if p.requires_grad]
 
+    @classmethod
+    def synthesis_images(cls, hparams: DataFreeGenerativeHyperparams, batch_size: int, total_steps: int) -> int:
+        return batch_size * total_steps  # one generator update through the teacher per step
+
     def generate(self, step: int) -> tuple[Tensor, Tensor]:
         """Labels drawn uniformly and their generated images; the draws depend only on the step and rank (exact resume)."""
         context = self.context

@@ -12,7 +12,7 @@ from factories import make_batch, make_context, make_student, make_teacher
 
 from kdcore.methods import StepInfo, get_method, list_methods
 
-FAST = {"deepinversion": {"inversion_iterations": 2, "pool_batches": 2}, "dafl": {"latent_dim": 16}}
+FAST = {"deepinversion": {"inversion_iterations": 2, "pool_size": 16}, "dafl": {"latent_dim": 16}}
 METHODS = [method.name for method in list_methods()]
 
 

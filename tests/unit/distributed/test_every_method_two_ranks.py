@@ -20,7 +20,7 @@ from kdcore.training import RunGuard, Trainer, prepare_run
 
 INPUT = (3, 16, 16)
 STEPS = 3
-SMALL = {"deepinversion": {"inversion_iterations": 2, "refresh_every": 2, "pool_batches": 2, "jitter": 2}, "dafl": {"latent_dim": 32}}
+SMALL = {"deepinversion": {"inversion_iterations": 2, "pool_size": 16, "jitter": 2}, "dafl": {"latent_dim": 32}}
 
 
 def spec(method, teachers: list, work: Path) -> JobSpec:

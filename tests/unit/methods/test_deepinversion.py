@@ -17,7 +17,7 @@ from kdcore.methods.deepinversion import (
     total_variation_l2,
 )
 
-QUICK = {"inversion_iterations": 3, "refresh_every": 2, "pool_batches": 2, "jitter": 2}
+QUICK = {"inversion_iterations": 3, "pool_size": 12, "inversion_batch_size": 8, "jitter": 2}
 
 
 def make_distiller(tmp_path, **overrides):
@@ -110,26 +110,32 @@ def test_inversion_moves_pixels_towards_the_targets(tmp_path):
     assert 0.0 <= distiller.signals()["teacher_accuracy"] <= 1.0
 
 
-def test_the_pool_refreshes_every_refresh_every_steps_and_its_signals_resume(tmp_path):
+def test_the_pool_is_synthesised_once_over_the_first_steps_and_its_signals_resume(tmp_path):
     distiller = make_distiller(tmp_path, competition_scale=0.2)
+    assert (distiller.inversion_batch, distiller.inversion_batches) == (8, 2)  # 12 images in batches of 8
     out = distiller(None, StepInfo(0, 0, 0, 4, 2))
     assert set(out) >= {"loss", "output", "loss/kd"}
-    assert int(distiller.syntheses) == 1 and distiller.pool_images[:8].any()
+    assert int(distiller.syntheses) == 1 and distiller.pool_images[:8].any() and not distiller.pool_images[8:].any()
     assert distiller.student.training and not distiller.teachers[0].training  # ADI runs the student in eval, then restores it
     distiller(None, StepInfo(0, 1, 1, 4, 2))
-    assert int(distiller.syntheses) == 1
-    distiller(None, StepInfo(0, 2, 2, 4, 2))
     assert int(distiller.syntheses) == 2
+    pool = distiller.pool_images.clone()
+    for step in range(2, 5):
+        distiller(None, StepInfo(0, step, step, 4, 2))
+    assert int(distiller.syntheses) == 2 and torch.equal(distiller.pool_images, pool)
     restored = make_distiller(tmp_path, competition_scale=0.2)
     restored.load_method_state(distiller.method_state())
     assert restored.signals() == distiller.signals()
 
 
-def test_defaults_are_the_official_imagenet_settings():
+def test_defaults_are_the_official_imagenet_settings_at_a_cpu_sized_budget_and_the_paper_budget_a_preset_away():
     hp = get_method("deepinversion").Hyperparams()
     assert (hp.r_feature, hp.first_bn_multiplier, hp.tv_l2, hp.l2) == (0.05, 10.0, 1e-4, 1e-5)
     assert (hp.lr, hp.beta1, hp.beta2, hp.jitter, hp.flip) == (0.2, 0.5, 0.9, 30, True)
-    assert (hp.competition_scale, hp.inversion_iterations, hp.kd_temperature) == (0.0, 2000, 3.0)
+    assert (hp.competition_scale, hp.inversion_iterations, hp.pool_size, hp.kd_temperature) == (0.0, 150, 1024, 3.0)
+    paper = get_method("deepinversion").Hyperparams(preset="paper")
+    assert (paper.inversion_iterations, paper.inversion_batch_size, paper.pool_size, paper.r_feature) == (2000, 256, 50_000, 10.0)
+    assert paper.batches(64) == (256, 196)
     method = get_method("deepinversion")
     assert not method.needs_dataset and method.needs_batchnorm_statistics and method.teacher_count == (1, 1)
 
