@@ -12,7 +12,7 @@ import signal
 import time
 
 import pytest
-from scale_jobs import kd_body, upload_teacher, wait_for_ranks, wait_for_step, wait_until_gone
+from scale_jobs import assert_cancel_ends_every_rank, kd_body, upload_teacher, wait_for_ranks, wait_for_step, wait_until_gone
 from service import wait_for_job
 
 from e2e.conftest import start_service, stop_service
@@ -50,16 +50,7 @@ def test_a_killed_rank_ends_the_attempt_and_the_job_resumes_to_succeeded(embedde
 
 
 def test_cancelling_a_two_rank_job_ends_every_rank(embedded, teacher):
-    client = embedded.client()
-    job = client.post("/v1/jobs", json=kd_body(teacher, devices=2, epochs=20)).json()
-    pids = wait_for_ranks(embedded, job["id"], 2)
-    wait_for_step(client, job["id"], 2)
-    assert client.post(f"/v1/jobs/{job['id']}/cancel").status_code == 202
-    asked = time.monotonic()
-    done = wait_for_job(client, job["id"], timeout=60)
-    assert done["status"] == "cancelled", done["error"]
-    wait_until_gone(pids, GONE_WITHIN_S)
-    assert time.monotonic() - asked < GONE_WITHIN_S + 5
+    assert_cancel_ends_every_rank(embedded, kd_body(teacher, devices=2, epochs=20), 2, GONE_WITHIN_S)
 
 
 def test_several_nodes_without_a_ray_cluster_are_refused(embedded, teacher):

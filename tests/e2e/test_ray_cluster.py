@@ -7,10 +7,8 @@ world of two ranks, and a cancelled one ends its Ray workers within seconds.
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from scale_jobs import kd_body, upload_teacher, wait_for_ranks, wait_for_step, wait_until_gone
+from scale_jobs import assert_cancel_ends_every_rank, kd_body, upload_teacher
 from service import wait_for_job
 
 from e2e.conftest import start_service, stop_service
@@ -45,13 +43,4 @@ def test_a_two_node_job_succeeds(ray_service, teacher):
 
 
 def test_cancelling_a_two_node_job_ends_its_ray_workers(ray_service, teacher):
-    client = ray_service.client()
-    job = client.post("/v1/jobs", json=kd_body(teacher, nodes=2, epochs=20)).json()
-    pids = wait_for_ranks(ray_service, job["id"], 2, timeout=300)
-    wait_for_step(client, job["id"], 2)
-    assert client.post(f"/v1/jobs/{job['id']}/cancel").status_code == 202
-    asked = time.monotonic()
-    done = wait_for_job(client, job["id"], timeout=60)
-    assert done["status"] == "cancelled", done["error"]
-    wait_until_gone(pids, GONE_WITHIN_S)
-    assert time.monotonic() - asked < GONE_WITHIN_S + 10
+    assert_cancel_ends_every_rank(ray_service, kd_body(teacher, nodes=2, epochs=20), 2, GONE_WITHIN_S)

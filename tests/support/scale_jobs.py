@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
 from factories import save_teacher
 from ranks_job import INPUT, running
-from service import Service, wait_until
+from service import Service, wait_for_job, wait_until
 
 
 def upload_teacher(client: httpx.Client, folder: Path) -> str:
@@ -55,3 +56,17 @@ def wait_for_step(client: httpx.Client, job_id: str, step: int, timeout: float =
         return job if job["status"] == "running" and job["progress"].get("step", 0) >= step else None
 
     return wait_until(reached, timeout, 0.2, f"{job_id} to pass step {step}")
+
+
+def assert_cancel_ends_every_rank(service: Service, body: dict, ranks: int, within_s: float) -> None:
+    """Submit ``body``, cancel it once it trains: it ends ``cancelled`` and every one of its ``ranks`` is gone within ``within_s``."""
+    client = service.client()
+    job = client.post("/v1/jobs", json=body).json()
+    pids = wait_for_ranks(service, job["id"], ranks)
+    wait_for_step(client, job["id"], 2)
+    assert client.post(f"/v1/jobs/{job['id']}/cancel").status_code == 202
+    asked = time.monotonic()
+    done = wait_for_job(client, job["id"], timeout=60)
+    assert done["status"] == "cancelled", done["error"]
+    wait_until_gone(pids, within_s)
+    assert time.monotonic() - asked < within_s + 10
