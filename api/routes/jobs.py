@@ -34,8 +34,6 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
 def _submit(session: Session, settings: Settings, tenant: str, body: JobCreate, idempotency_key: str | None) -> tuple[JobOut, bool]:
-    if body.webhook_url is not None:
-        require_signing_secret(session, settings, tenant)
     if body.registry is not None and not (settings.mlflow_tracking_uri or "").startswith(("http://", "https://")):
         raise ApiError(
             422,
@@ -51,7 +49,8 @@ def _submit(session: Session, settings: Settings, tenant: str, body: JobCreate, 
 async def create_job(
     body: JobCreate, response: Response, settings: SettingsDep, tenant: TenantDep, idempotency_key: Annotated[str | None, Header(max_length=200)] = None
 ) -> JobOut:
-    if body.webhook_url is not None:
+    if body.webhook_url is not None:  # the secret first: a URL nothing could sign is refused without a DNS lookup
+        await in_session(require_signing_secret, settings, tenant)
         await require_public_webhook_url(settings, str(body.webhook_url))
     job, created = await in_session(_submit, settings, tenant, body, idempotency_key)
     if not created:
