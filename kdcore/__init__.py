@@ -23,7 +23,7 @@ _EXPORTS = {
     "create_model": "kdcore.models",
     "list_models": "kdcore.models",
     "JobSpec": "kdcore.spec",
-    "train": "kdcore.train",
+    "train": "kdcore.training",
 }
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from kdcore.methods import get_method, list_methods
     from kdcore.models import create_model, list_models
     from kdcore.spec import JobSpec
-    from kdcore.train import train
+    from kdcore.training import train
 
 
 def __getattr__(name: str) -> Any:

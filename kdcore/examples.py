@@ -52,7 +52,7 @@ class _QuarterLines(TrainCallbacks):
 
 def train_example_teacher(archive: Path, out: Path, epochs: int = TEACHER_EPOCHS) -> Path:
     from kdcore.spec import JobSpec
-    from kdcore.train import train
+    from kdcore.training import train
 
     work = out.parent / ".teacher-run"
     with zipfile.ZipFile(archive) as handle:

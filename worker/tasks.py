@@ -10,7 +10,7 @@ from celery.signals import worker_process_init
 
 # Import the training stack once in the worker's main process (no CUDA is touched here), so every
 # forked job process starts with torch, timm and the methods already loaded.
-import kdcore.train  # noqa: E402,F401
+import kdcore.training  # noqa: E402,F401
 import worker.logging_hooks  # noqa: F401  (JSON or text logs carrying job IDs)
 import worker.webhooks  # noqa: F401  (starts the webhook dispatcher in the worker's main process)
 from core.celery_app import celery_app

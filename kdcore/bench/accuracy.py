@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from kdcore.spec import JobSpec
-from kdcore.train import train
+from kdcore.training import train
 
 INPUT_SIZE = [3, 32, 32]
 TEACHER_ARCH, STUDENT_ARCH = "cifar_resnet56", "cifar_resnet8"

@@ -20,7 +20,7 @@ from kdcore.bench.fixtures import DIGITS, digits, random_teacher
 from kdcore.bench.hand_loop import hand_written_kd
 from kdcore.bench.results import Section
 from kdcore.spec import JobSpec
-from kdcore.train import train
+from kdcore.training import train
 
 
 @dataclass(frozen=True)

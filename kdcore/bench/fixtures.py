@@ -11,7 +11,7 @@ from kdcore.data import load_split
 from kdcore.data.images import ImageSet
 from kdcore.models import create_model
 from kdcore.spec import DatasetSource, JobSpec
-from kdcore.train import train
+from kdcore.training import train
 
 DIGITS = {"builtin": "digits"}
 NUM_CLASSES = 10

@@ -30,7 +30,7 @@ from kdcore.bench.results import Section
 from kdcore.events import MetricPoint, TrainCallbacks
 from kdcore.spec import JobSpec
 from kdcore.teacher_cache import STORE_ENV
-from kdcore.train import train
+from kdcore.training import train
 
 TEACHERS = (("cifar_resnet32", 1), ("cifar_resnet32", 2))
 STUDENT = "cifar_resnet8"

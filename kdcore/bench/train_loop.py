@@ -20,7 +20,7 @@ from kdcore.bench.hand_loop import LoopSpeed, hand_written_kd
 from kdcore.bench.results import Section, met
 from kdcore.events import Progress, TrainCallbacks
 from kdcore.spec import JobSpec
-from kdcore.train import train
+from kdcore.training import train
 
 TEACHER, STUDENT = "cifar_resnet20", "cifar_resnet8"
 INPUT_SIZE = (3, 32, 32)

@@ -1,6 +1,6 @@
 """Start a job's ranks and stand over them until they end: the one entry that picks how a job runs.
 
-A job of one rank trains in this process (:func:`kdcore.train.train`). A job on several devices of
+A job of one rank trains in this process (:func:`kdcore.training.train`). A job on several devices of
 this node starts ``python -m kdcore.distributed.node``, which runs torch's elastic launcher (what
 ``torchrun --standalone`` runs) with one process per device; a job on several nodes starts
 ``python -m kdcore.distributed.ray_driver``, which submits it to the Ray cluster as a Ray Train
@@ -43,7 +43,7 @@ def ranks_dir(spec: JobSpec) -> Path:
 
 
 def launch(spec: JobSpec, callbacks: TrainCallbacks | None = None, ray_address: str | None = None) -> TrainResult:
-    """Train ``spec`` on as many ranks as it asks for, reporting through ``callbacks`` as :func:`kdcore.train.train` does."""
+    """Train ``spec`` on as many ranks as it asks for, reporting through ``callbacks`` as :func:`kdcore.training.train` does."""
     callbacks = callbacks or TrainCallbacks()
     config = spec.training
     if config.nodes > 1:
@@ -52,7 +52,7 @@ def launch(spec: JobSpec, callbacks: TrainCallbacks | None = None, ray_address: 
         return supervise(spec, callbacks, ["-m", "kdcore.distributed.ray_driver", "--address", ray_address])
     if world_size_of(config) > 1:
         return supervise(spec, callbacks, ["-m", "kdcore.distributed.node"])
-    from kdcore.train import train
+    from kdcore.training import train
 
     return train(spec, callbacks)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-import kdcore.train  # noqa: F401  (imported once here, inherited by forked CPU ranks)
+import kdcore.training  # noqa: F401  (imported once here, inherited by forked CPU ranks)
 from kdcore.distributed.rank import rank_device_type, run_rank
 from kdcore.distributed.world import devices_per_node
 from kdcore.spec import JobSpec

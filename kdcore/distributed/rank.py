@@ -29,7 +29,7 @@ def run_rank(folder: str) -> None:
     Any rank that stops on a ``KdError`` (out of memory, NaN loss, a bad spec) says so in the relay,
     so the job fails with that error instead of being retried as a lost rank.
     """
-    from kdcore.train import train
+    from kdcore.training import train
 
     ranks = Path(folder)
     spec = JobSpec.model_validate_json((ranks / "spec.json").read_text())

@@ -2,8 +2,9 @@
 trains with, :class:`Trainer` runs epochs (``train_epoch``) of steps (``train_step``), ``resume``
 restores a checkpoint exactly, and ``metrics`` turns the losses into reported points."""
 
+from kdcore.training.entry import train
 from kdcore.training.guard import RunGuard
 from kdcore.training.run import TrainingRun, prepare_run
 from kdcore.training.trainer import Trainer
 
-__all__ = ["RunGuard", "Trainer", "TrainingRun", "prepare_run"]
+__all__ = ["RunGuard", "Trainer", "TrainingRun", "prepare_run", "train"]

@@ -20,8 +20,7 @@ def trained_teacher(tmp_path_factory, digits32_zip) -> dict:
     """A small CNN (cifar_resnet8) trained on the digits archive in seconds, exported as safetensors."""
     import zipfile
 
-    from kdcore import JobSpec
-    from kdcore.train import train  # `from kdcore import train` can bind the submodule kdcore.train, not the function
+    from kdcore import JobSpec, train
 
     root = tmp_path_factory.mktemp("teacher")
     with zipfile.ZipFile(digits32_zip) as archive:

@@ -5,7 +5,7 @@ from factories import save_teacher
 from kdcore.estimate import CPU_SECONDS_PER_FORWARD_FLOP, arch_flops, estimate_job
 from kdcore.events import TrainCallbacks
 from kdcore.spec import JobSpec
-from kdcore.train import train
+from kdcore.training import train
 
 INPUT = (3, 16, 16)
 

@@ -17,7 +17,7 @@ from kdcore.errors import Paused
 from kdcore.events import TrainCallbacks
 from kdcore.export import load_student_safetensors
 from kdcore.spec import JobSpec
-from kdcore.train import train
+from kdcore.training import train
 
 INPUT = (3, 16, 16)
 EPOCHS = 2

@@ -12,7 +12,7 @@ from kdcore.data.shards import write_shards
 from kdcore.errors import BadSpec, Cancelled
 from kdcore.events import TrainCallbacks
 from kdcore.spec import JobSpec
-from kdcore.train import train
+from kdcore.training import train
 
 INPUT = (3, 12, 12)
 

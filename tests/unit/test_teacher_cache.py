@@ -16,7 +16,7 @@ from kdcore.events import TrainCallbacks
 from kdcore.methods import get_method
 from kdcore.spec import DatasetSource, JobSpec
 from kdcore.teacher_cache import STORE_MAX_BYTES_ENV, TOP_K, LogitCodec, TeacherOutputCache, cache_for_run, choose_codec
-from kdcore.train import train
+from kdcore.training import train
 
 CPU = torch.device("cpu")
 INPUT = (3, 16, 16)

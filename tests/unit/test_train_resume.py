@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 from kdcore.errors import Cancelled
 from kdcore.events import TrainCallbacks
 from kdcore.spec import JobSpec
-from kdcore.train import train
+from kdcore.training import train
 
 INPUT = (3, 16, 16)
 CASES = {

@@ -3,7 +3,7 @@
 Losses accumulate on the device and are read every ``log_every_steps`` (no per-step host sync);
 checkpoints are written every ``checkpoint_every_steps`` and at each epoch end, and a run whose
 work folder holds a checkpoint resumes from it exactly (batches depend only on seed, epoch, step).
-The pieces live in :mod:`kdcore.training`.
+The pieces live beside it in :mod:`kdcore.training`; ``from kdcore import train`` is this function.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from kdcore.estimate import estimate_run
 from kdcore.events import MetricPoint, TrainCallbacks, TrainResult
 from kdcore.phases import PhaseClock
 from kdcore.spec import JobSpec
-from kdcore.training import RunGuard, Trainer, prepare_run
+from kdcore.training.guard import RunGuard
+from kdcore.training.run import prepare_run
+from kdcore.training.trainer import Trainer
 
 ESTIMATE_METRIC = "job/estimated_seconds"
 
