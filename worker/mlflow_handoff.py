@@ -30,9 +30,9 @@ from sqlalchemy import select
 
 from core.config import Settings
 from core.db import session_scope
+from core.mlflow_rest import MlflowClientEnv, MlflowError, MlflowRest, now_ms
 from core.models import JobEvent, JobRow, TeacherRow
 from kdcore.export import ExportedFile
-from core.mlflow_rest import MlflowClientEnv, MlflowError, MlflowRest, now_ms
 
 log = logging.getLogger("distillery.worker")
 STUDENT_DIR = "student"
