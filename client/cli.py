@@ -42,6 +42,7 @@ def add_client_commands(commands: argparse._SubParsersAction) -> None:
     upload.add_argument("--mean", help="per-channel mean such as 0.5,0.5,0.5")
     upload.add_argument("--std", help="per-channel std such as 0.5,0.5,0.5")
     upload.add_argument("--name")
+    upload.add_argument("--arch-kwargs", help='constructor arguments for --arch, a JSON object such as \'{"img_size":32,"patch_size":4}\'')
     upload.set_defaults(client_command=_teacher_upload)
 
     datasets = commands.add_parser("datasets", help="upload datasets").add_subparsers(dest="datasets_command", required=True)
@@ -123,7 +124,15 @@ def run_client_command(args: argparse.Namespace) -> int:
 
 def _teacher_upload(client: DistilleryClient, args: argparse.Namespace) -> int:
     teacher = client.upload_teacher(
-        args.file, format=args.format, num_classes=args.num_classes, input_size=args.input_size, arch=args.arch, mean=args.mean, std=args.std, name=args.name
+        args.file,
+        format=args.format,
+        num_classes=args.num_classes,
+        input_size=args.input_size,
+        arch=args.arch,
+        mean=args.mean,
+        std=args.std,
+        name=args.name,
+        arch_kwargs=args.arch_kwargs,
     )
     human.print(
         f"uploaded teacher {teacher.id}: {teacher.arch or teacher.format}, {teacher.params:,} parameters, {teacher.num_classes} classes, input {teacher.input_size}",

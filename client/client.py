@@ -92,7 +92,9 @@ class DistilleryClient:
         mean: Sequence[float] | str | None = None,
         std: Sequence[float] | str | None = None,
         name: str | None = None,
+        arch_kwargs: dict[str, Any] | str | None = None,
     ) -> Teacher:
+        """``arch_kwargs``: constructor arguments for ``arch`` (e.g. ``{"img_size": 32, "patch_size": 4}``), a dict or its JSON text."""
         form = {
             "format": format,
             "num_classes": str(num_classes),
@@ -101,6 +103,7 @@ class DistilleryClient:
             "mean": _csv(mean),
             "std": _csv(std),
             "name": name,
+            "arch_kwargs": json.dumps(arch_kwargs) if isinstance(arch_kwargs, dict) else arch_kwargs,
         }
         with open(path, "rb") as handle:
             response = self._request("POST", "/v1/teachers", files={"file": (Path(path).name, handle)}, data={k: v for k, v in form.items() if v is not None})

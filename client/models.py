@@ -34,6 +34,7 @@ class Teacher(ApiModel):
     name: str | None = None
     format: str
     arch: str | None = None
+    arch_kwargs: dict[str, Any] | None = Field(default=None, description="constructor arguments the architecture is built with, e.g. img_size, patch_size")
     num_classes: int
     input_size: list[int]
     mean: list[float] | None = None

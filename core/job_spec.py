@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints
 
-from kdcore.spec import ExportFormat, TrainingConfig
+from kdcore.spec import ArchKwargs, ExportFormat, TrainingConfig
 
 BUILTIN_PREFIX = "builtin:"
 DEFAULT_EXPORTS: list[ExportFormat] = ["safetensors", "torchscript", "onnx"]
@@ -22,6 +22,7 @@ DEFAULT_EXPORTS: list[ExportFormat] = ["safetensors", "torchscript", "onnx"]
 class StudentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     arch: str = Field(description="a timm, torchvision or kdcore architecture name, e.g. cifar_resnet8x4 or resnet10t")
+    arch_kwargs: ArchKwargs
     init: str | None = Field(
         default=None, description="a teacher upload ID (tch_…), artifact ID (art_…) or checkpoint ID (ckpt_…) holding weights to start from"
     )

@@ -43,6 +43,7 @@ class TeacherRow(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     format: Mapped[str] = mapped_column(String(32))
     arch: Mapped[str | None] = mapped_column(String(200))
+    arch_kwargs: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)  # constructor arguments arch was built with
     num_classes: Mapped[int] = mapped_column(Integer)
     input_size: Mapped[list[Any]] = mapped_column(JSON)
     mean: Mapped[list[Any] | None] = mapped_column(JSON, default=None)

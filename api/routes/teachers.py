@@ -36,18 +36,21 @@ def _store_teacher(
     mean: str | None,
     std: str | None,
     name: str | None,
+    arch_kwargs: str | None,
 ) -> TeacherOut:
     size_chw, mean_v, std_v = service.checked_description(settings, format, arch, input_size, mean, std)
+    kwargs = service.checked_arch_kwargs(arch_kwargs, format)
     with spooled_upload(file, settings, service.SUFFIX[format]) as (path, size, digest):
-        row = service.create_teacher(session, tenant, path, size, digest, format, arch, num_classes, size_chw, mean_v, std_v, name)
+        row = service.create_teacher(session, tenant, path, size, digest, format, arch, num_classes, size_chw, mean_v, std_v, name, arch_kwargs=kwargs)
     return TeacherOut.model_validate(row, from_attributes=True)
 
 
 def _register_from_uri(session: Session, settings: Settings, tenant: str, body: TeacherFromUri) -> TeacherOut:
     size_chw, mean_v, std_v = service.checked_description(settings, body.format, body.arch, body.input_size, body.mean, body.std)
+    kwargs = service.checked_arch_kwargs(body.arch_kwargs, body.format)
     with spooled_from_uri(body.uri, body.format, settings, tenant) as (path, size, digest):
         row = service.create_teacher(
-            session, tenant, path, size, digest, body.format, body.arch, body.num_classes, size_chw, mean_v, std_v, body.name, body.uri
+            session, tenant, path, size, digest, body.format, body.arch, body.num_classes, size_chw, mean_v, std_v, body.name, body.uri, kwargs
         )
     return TeacherOut.model_validate(row, from_attributes=True)
 
@@ -74,9 +77,12 @@ async def upload_teacher(
     mean: Annotated[str | None, Form()] = None,
     std: Annotated[str | None, Form()] = None,
     name: Annotated[str | None, Form(max_length=200)] = None,
+    arch_kwargs: Annotated[
+        str | None, Form(max_length=2000, description='constructor arguments for arch, a JSON object such as {"img_size": 32, "patch_size": 4}')
+    ] = None,
 ) -> TeacherOut:
     """Upload a model (multipart), or register one by reference (a JSON body with ``uri``, the same fields otherwise)."""
-    return await in_session_long(_store_teacher, settings, tenant, file, format, arch, num_classes, input_size, mean, std, name)
+    return await in_session_long(_store_teacher, settings, tenant, file, format, arch, num_classes, input_size, mean, std, name, arch_kwargs)
 
 
 def _list(session: Session, tenant: str, limit: int, cursor: str | None) -> Page[TeacherOut]:

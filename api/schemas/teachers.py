@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kdcore.spec import ArchKwargs
+
 
 class TeacherFromUri(BaseModel):
     """The upload's form fields, plus where the model already is; lists or the form's comma-separated text alike."""
@@ -17,6 +19,7 @@ class TeacherFromUri(BaseModel):
     )
     format: str = Field(description="safetensors | state_dict | onnx | torchscript | exported_program")
     arch: str | None = Field(default=None, max_length=200)
+    arch_kwargs: ArchKwargs
     num_classes: int = Field(ge=1, le=100_000)
     input_size: list[int] | str = Field(description="[C, H, W] or 'C,H,W', e.g. [3, 32, 32]")
     mean: list[float] | str | None = None

@@ -17,8 +17,8 @@ def check_estimate(spec: StoredJobSpec, teachers: Sequence[TeacherRow], num_clas
         return
     classes = num_classes or (teachers[0].num_classes if teachers else 10)
     size = tuple(training.input_size)
-    student = arch_flops(spec.student.arch, classes, size, getattr(spec.student, "arch_kwargs", None))
-    teacher_flops = [arch_flops(row.arch, classes, size) if row.arch else student for row in teachers]
+    student = arch_flops(spec.student.arch, classes, size, spec.student.arch_kwargs)
+    teacher_flops = [arch_flops(row.arch, classes, size, row.arch_kwargs) if row.arch else student for row in teachers]
     estimate = estimate_job(
         spec.method, spec.hyperparams, training.epochs, training.batch_size, student, teacher_flops, train_samples, training.steps_per_epoch
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -25,7 +27,7 @@ from core.models import ArtifactRow, JobEvent, JobRow, JobTeacher, TeacherRow, u
 from kdcore.data.builtin import BUILTIN_DATASETS, builtin_info
 from kdcore.methods import get_method
 from kdcore.models.features import arch_supports_features
-from kdcore.models.registry import is_model
+from kdcore.models.registry import create_model, is_model
 from kdcore.spec import TrainingConfig
 
 T = TypeVar("T")
@@ -66,7 +68,9 @@ def validate(session: Session, tenant: str, body: JobCreate) -> tuple[StoredJobS
         teachers.append(row)
     if not is_model(body.student.arch):
         raise ApiError(422, f"unknown student architecture {body.student.arch!r}; use a timm or torchvision model name or a kdcore one such as cifar_resnet8x4")
-    if (method.needs_teacher_features or method.needs_student_features) and not arch_supports_features(body.student.arch):
+    if body.student.arch_kwargs:
+        _check_arch_kwargs(body.student.arch, body.student.arch_kwargs)
+    if (method.needs_teacher_features or method.needs_student_features) and not arch_supports_features(body.student.arch, body.student.arch_kwargs):
         raise ApiError(
             422,
             f"method {method.name!r} reads the student's stage features, but {body.student.arch!r} exposes none; pick a timm, torchvision ResNet or kdcore architecture",
@@ -80,7 +84,7 @@ def validate(session: Session, tenant: str, body: JobCreate) -> tuple[StoredJobS
     if len({row.num_classes for row in teachers}) > 1:
         raise ApiError(422, "the teachers disagree on the number of classes; all must produce the same logits")
     if body.student.init is not None:
-        _check_init(session, tenant, body.student.init, body.student.arch)
+        _check_init(session, tenant, body.student.init, body.student.arch, body.student.arch_kwargs)
     training = body.training
     if training.input_size is None and teachers:
         training = training.model_copy(update={"input_size": tuple(teachers[0].input_size)})
@@ -115,14 +119,35 @@ def _dataset_classes(session: Session, tenant: str, body: JobCreate) -> int | No
     return row.num_classes
 
 
-def _check_init(session: Session, tenant: str, init: str, arch: str) -> None:
+def _check_arch_kwargs(arch: str, arch_kwargs: Mapping[str, Any]) -> None:
+    error = _arch_kwargs_error(arch, json.dumps(dict(arch_kwargs), sort_keys=True))
+    if error is not None:
+        raise ApiError(422, f"student.arch_kwargs: {error}")
+
+
+@lru_cache(maxsize=256)
+def _arch_kwargs_error(arch: str, arch_kwargs_json: str) -> str | None:
+    """Why ``arch`` cannot be built with these constructor arguments (built once per pair), or None."""
+    try:
+        create_model(arch, num_classes=10, arch_kwargs=json.loads(arch_kwargs_json))
+    except (ValueError, TypeError, AssertionError) as exc:
+        return str(exc)[:500]
+    return None
+
+
+def _check_init(session: Session, tenant: str, init: str, arch: str, arch_kwargs: Mapping[str, Any]) -> None:
     if init.startswith("ckpt_"):
         found = tenant_checkpoint(session, tenant, init)
         if found is None:
             raise ApiError(422, f"student.init {init!r} is not a checkpoint of this tenant; GET /v1/jobs/{{id}}/checkpoints lists a job's checkpoints")
-        source_arch = StoredJobSpec.model_validate(found[1].spec).student.arch
-        if source_arch != arch:
-            raise ApiError(422, f"student.init {init!r} holds a {source_arch} student but student.arch is {arch!r}; use the same architecture")
+        source = StoredJobSpec.model_validate(found[1].spec).student
+        if source.arch != arch:
+            raise ApiError(422, f"student.init {init!r} holds a {source.arch} student but student.arch is {arch!r}; use the same architecture")
+        if source.arch_kwargs != arch_kwargs:
+            raise ApiError(
+                422,
+                f"student.init {init!r} holds a student built with arch_kwargs {source.arch_kwargs} but student.arch_kwargs is {dict(arch_kwargs)}; use the same",
+            )
         return
     if init.startswith("tch_"):
         row = session.scalar(select(TeacherRow).where(TeacherRow.id == init, TeacherRow.tenant_id == tenant))

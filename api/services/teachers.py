@@ -16,8 +16,11 @@ import resource
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -28,7 +31,7 @@ from core.ids import new_id
 from core.models import TeacherRow
 from core.storage import get_store, record_or_discard
 from kdcore.errors import BadTeacher
-from kdcore.spec import CODE_TEACHER_FORMATS, TeacherSource
+from kdcore.spec import CODE_TEACHER_FORMATS, ArchKwargs, TeacherSource
 
 FORMATS = ("safetensors", "state_dict", "onnx", "torchscript", "exported_program")
 SUFFIX = {"safetensors": ".safetensors", "state_dict": ".pt", "onnx": ".onnx", "torchscript": ".pt", "exported_program": ".pt2"}
@@ -38,6 +41,7 @@ OUTPUT_TAIL_BYTES = 64 * 1024
 CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _LIBC = ctypes.CDLL(None, use_errno=True)
+_ARCH_KWARGS = TypeAdapter(ArchKwargs)
 
 
 def parse_floats(field: str, given: str | list[float] | None, count: int | None = None) -> list[float] | None:
@@ -89,6 +93,28 @@ def checked_description(
     if std_v is not None and any(v <= 0 for v in std_v):
         raise ApiError(422, "std values must be positive")
     return size_chw, mean_v, std_v
+
+
+def checked_arch_kwargs(given: str | Mapping[str, Any] | None, fmt: str) -> dict[str, Any]:
+    """The constructor arguments of a weights teacher's ``arch``: a JSON object (a form field) or a mapping, on the allow-list."""
+    if given is None or (isinstance(given, str) and given.strip() == ""):
+        return {}
+    example = '{"img_size": 32, "patch_size": 4}'
+    try:
+        value = json.loads(given) if isinstance(given, str) else dict(given)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise ApiError(422, f"arch_kwargs must be a JSON object such as {example}; got {given!r}")
+    try:
+        value = _ARCH_KWARGS.validate_python(value)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in ("arch_kwargs", *first["loc"]))
+        raise ApiError(422, f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
+    if value and fmt not in ("safetensors", "state_dict"):
+        raise ApiError(422, f"arch_kwargs build the 'arch' of a safetensors or state_dict teacher; a {fmt!r} file holds its own architecture")
+    return value
 
 
 class IsolationUnavailable(Exception):
@@ -177,10 +203,13 @@ def create_teacher(
     std,
     name: str | None,
     uri: str | None = None,
+    arch_kwargs: Mapping[str, Any] | None = None,
 ) -> TeacherRow:
     """Load and run the model once, store it, record it; a model that fails the checks is refused with 422 and the reason."""
     ensure_storage_quota(session, get_settings(), tenant, size)
-    source = TeacherSource(path=path, format=fmt, arch=arch, num_classes=num_classes, input_size=input_size, mean=mean, std=std, name=name)
+    source = TeacherSource(
+        path=path, format=fmt, arch=arch, arch_kwargs=dict(arch_kwargs or {}), num_classes=num_classes, input_size=input_size, mean=mean, std=std, name=name
+    )
     try:
         params, supports_features = inspect_teacher(source)
     except BadTeacher as exc:
@@ -195,6 +224,7 @@ def create_teacher(
         name=name,
         format=fmt,
         arch=arch,
+        arch_kwargs=_ARCH_KWARGS.dump_python(source.arch_kwargs, mode="json") or None,
         num_classes=num_classes,
         input_size=list(input_size),
         mean=mean,
