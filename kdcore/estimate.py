@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -23,7 +23,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from kdcore.methods import get_method
 from kdcore.models.registry import create_model
-from kdcore.training.run import TrainingRun
+
+if TYPE_CHECKING:  # kdcore.training imports this module: a runtime import would be a cycle
+    from kdcore.training.run import TrainingRun
 
 CPU_SECONDS_PER_FORWARD_FLOP = 1.7e-11
 FORWARD_AND_BACKWARD = 3.0
