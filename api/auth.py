@@ -28,9 +28,11 @@ def check_key(session: Session, key: str) -> KeyVerdict:
     now = utcnow()
     state = key_state(row, now)
     if state == "revoked":
+        assert row.revoked_at is not None  # key_state calls a key revoked only when it has revoked_at
         return KeyVerdict(None, f"the API key {row.prefix}… was revoked at {as_utc(row.revoked_at).isoformat(timespec='seconds')}")
     expires_at = as_utc(row.expires_at)
     if state == "expired":
+        assert expires_at is not None  # key_state calls a key expired only when it has expires_at
         return KeyVerdict(None, f"the API key {row.prefix}… expired at {expires_at.isoformat(timespec='seconds')}")
     return KeyVerdict(row.tenant_id, valid_for_s=(expires_at - now).total_seconds() if expires_at is not None else None)
 

@@ -65,7 +65,7 @@ async def in_session(function: Callable[Concatenate[Session, P], T], *args: P.ar
 
 async def in_session_long(function: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Like ``in_session`` on the general threadpool: for uploads, whose checks take seconds and must not hold up other requests."""
-    return await run_in_threadpool(_call_with_session, function, *args, **kwargs)
+    return await run_in_threadpool(partial(_call_with_session, function, *args, **kwargs))
 
 
 async def _settings() -> Settings:

@@ -7,7 +7,7 @@ that lists every method of the path, not only those of the first route that matc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -68,7 +68,7 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
-def _json_safe(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _json_safe(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for error in errors:
         out.append({"loc": [str(p) for p in error.get("loc", ())], "msg": str(error.get("msg", "")), "type": str(error.get("type", ""))})

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -37,6 +36,6 @@ class ResponseObserver:
         await self.app(scope, receive, observed_send)
 
 
-def route_template(scope: dict[str, Any]) -> str:
+def route_template(scope: Scope) -> str:
     """``/v1/jobs/{job_id}`` rather than the concrete path, so labels stay few."""
     return getattr(scope.get("route"), "path", "unmatched")

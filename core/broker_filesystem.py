@@ -38,7 +38,9 @@ def _write_whole(path: Path, data: bytes) -> Path:
 
 
 class Channel(filesystem.Channel):
-    def _put(self, queue: str, payload: dict, **kwargs: object) -> None:
+    # kombu's own classes disagree on the second name (AbstractChannel: message, filesystem.Channel:
+    # payload), so no name satisfies both; kombu passes it by position.
+    def _put(self, queue: str, payload: dict, **kwargs: object) -> None:  # type: ignore[override]
         name = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
         final = Path(self.data_folder_out) / name
         try:
@@ -46,7 +48,7 @@ class Channel(filesystem.Channel):
         except OSError as exc:
             raise filesystem.ChannelError(f"Cannot add message {name!r} to {self.data_folder_out}") from exc
 
-    def _get(self, queue: str) -> dict:
+    def _get(self, queue: str, timeout: float | None = None) -> dict:
         wanted = f"{queue}.msg"
         inbox, claimed_dir = Path(self.data_folder_in), Path(self.processed_folder)
         claimed_dir.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,7 @@ def _make_app() -> Celery:
             "polling_interval": 0.1,
         }
     else:
+        assert settings.broker_url is not None  # uses_embedded_broker is False only when it is set
         broker = settings.broker_url
     app.conf.update(
         broker_url=broker,

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import Any, cast
 
 from pydantic_core import from_json
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Delete, Engine, Update, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.config import get_settings
@@ -63,3 +64,12 @@ def session_scope() -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def rows_matched(session: Session, statement: Update | Delete) -> int:
+    """How many rows an UPDATE or DELETE matched, which conditional writes test to learn whether they won.
+
+    ``Session.execute`` is typed to return a plain ``Result``; for these statements it is a
+    ``CursorResult``, the kind that carries ``rowcount``.
+    """
+    return cast(CursorResult[Any], session.execute(statement)).rowcount

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Update, delete, update
 from sqlalchemy.orm import Session
 
+from core.db import rows_matched
 from core.models import JobEvent, JobRow, WebhookDelivery, utcnow
 from core.webhooks import queue_webhook
 
@@ -26,8 +27,7 @@ SETTLED = TERMINAL | {"paused"}  # no worker will change it until someone asks
 
 
 def _apply(session: Session, statement: Update, job_id: str, new_status: str, detail: dict[str, Any] | None) -> bool:
-    result = session.execute(statement.execution_options(synchronize_session=False))
-    if result.rowcount != 1:
+    if rows_matched(session, statement.execution_options(synchronize_session=False)) != 1:
         session.rollback()
         return False
     session.add(JobEvent(job_id=job_id, kind="status", name=new_status, data=detail or None))
@@ -83,11 +83,12 @@ def reopen_failed(session: Session, job_id: str, *, detail: dict[str, Any] | Non
 
 def heartbeat(session: Session, job_id: str, worker: str, at: datetime | None = None) -> bool:
     """Record that ``worker`` still runs the job; False if the job is no longer running there."""
-    result = session.execute(
+    matched = rows_matched(
+        session,
         update(JobRow)
         .where(JobRow.id == job_id, JobRow.status.in_(WORKER_HELD), JobRow.worker == worker)
         .values(heartbeat_at=at or utcnow())
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False),
     )
     session.commit()
-    return result.rowcount == 1
+    return matched == 1

@@ -39,8 +39,9 @@ class JsonFormatter(logging.Formatter):
             "service": self.service,
             "message": record.getMessage(),
         }
-        if getattr(record, "job_id", None):
-            entry["job_id"] = record.job_id
+        job_id = getattr(record, "job_id", None)
+        if job_id:
+            entry["job_id"] = job_id
         entry.update({key: getattr(record, key) for key in EXTRA_FIELDS if hasattr(record, key)})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
@@ -53,7 +54,8 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        return f"{text} [{record.job_id}]" if getattr(record, "job_id", None) else text
+        job_id = getattr(record, "job_id", None)
+        return f"{text} [{job_id}]" if job_id else text
 
 
 def configure_logging(service: str, log_format: str | None = None, level: str | None = None) -> None:

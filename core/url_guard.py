@@ -63,7 +63,7 @@ def refused_rule(address: IPAddress, allowed: Iterable[IPNetwork] = ()) -> str |
 
 def resolve(host: str, port: int) -> list[str]:
     """Every address the system resolver gives for ``host`` (a literal IP resolves to itself, with no lookup)."""
-    return sorted({info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
+    return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
 
 
 def check_url(url: str, allowed: Sequence[IPNetwork] = (), resolver: Resolver = resolve) -> CheckedUrl:

@@ -21,7 +21,9 @@ SECRET_PREFIX = "whsec_"
 def queue_webhook(session: Session, job_id: str, status: str) -> None:
     """Stage a pending ``job.<status>`` delivery when the job asked for a webhook (the caller commits)."""
     row = session.execute(select(JobRow.spec, JobRow.tenant_id).where(JobRow.id == job_id)).one_or_none()
-    url = (row.spec or {}).get("webhook_url") if row is not None else None
+    if row is None:
+        return
+    url = (row.spec or {}).get("webhook_url")
     if url:
         session.add(
             WebhookDelivery(

@@ -3,11 +3,13 @@ record written while a job's task runs (runner, callbacks, kdcore) carries that 
 
 from __future__ import annotations
 
+from contextvars import Token
+
 from celery.signals import setup_logging, task_postrun, task_prerun
 
 from core.logging_config import configure_logging, job_id_var
 
-_tokens: dict[str, object] = {}
+_tokens: dict[str, Token[str | None]] = {}
 
 
 @setup_logging.connect

@@ -51,7 +51,7 @@ def hand_off_to_registry(job_id: str, artifacts: list[ExportedFile], settings: S
     request: dict[str, Any] = {}
     try:
         with session_scope() as session:
-            job = session.get(JobRow, job_id)
+            job = session.get_one(JobRow, job_id)
             request = (job.spec or {}).get("registry") or {}
             if not request:
                 return
@@ -210,7 +210,7 @@ def _record(job_id: str, outcome: str, data: dict[str, Any]) -> None:
     with session_scope() as session:
         session.add(JobEvent(job_id=job_id, kind="registry", name=outcome, data=data))
         if outcome == "registered":
-            job = session.get(JobRow, job_id)
+            job = session.get_one(JobRow, job_id)
             job.metrics = {**(job.metrics or {}), "registry/version": float(data["version"])}
     log.info("job %s: registry hand-off %s: %s", job_id, outcome, data)
 

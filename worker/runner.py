@@ -109,7 +109,7 @@ class JobRunner:
 
         def load_row():
             with session_scope() as session:
-                job = session.get(JobRow, self.job_id)
+                job = session.get_one(JobRow, self.job_id)
                 return job.tenant_id, dict(job.metrics or {}), _closed_phases(job.phases or [], job.heartbeat_at)
 
         tenant, previous_metrics, phases = retry_db(load_row, f"load {self.job_id}")
@@ -120,7 +120,7 @@ class JobRunner:
 
         def load_spec():
             with session_scope() as session:
-                return build_job_spec(session, self.settings, self.store, session.get(JobRow, self.job_id))
+                return build_job_spec(session, self.settings, self.store, session.get_one(JobRow, self.job_id))
 
         spec = retry_db(load_spec, f"load {self.job_id}")
         self._restore_checkpoint(spec.work_dir)
@@ -181,7 +181,7 @@ class JobRunner:
 
         def state():
             with session_scope() as session:
-                job = session.get(JobRow, self.job_id)
+                job = session.get_one(JobRow, self.job_id)
                 return job.status, job.worker, job.cancel_requested
 
         status, worker, cancel_requested = retry_db(state, f"read {self.job_id}")
@@ -219,7 +219,7 @@ class JobRunner:
 
         def requeue() -> bool:
             with session_scope() as session:
-                job = session.get(JobRow, self.job_id)
+                job = session.get_one(JobRow, self.job_id)
                 if job.attempts >= job.max_attempts:
                     return False
                 detail = {"reason": exc.code, "attempt": job.attempts}

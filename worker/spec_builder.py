@@ -85,11 +85,11 @@ def _student_init(session: Session, store: ObjectStore, job: JobRow, init: str |
             raise BadSpec(f"student.init {init} no longer exists (its job was deleted, or the checkpoint was superseded)")
         checkpoint = store.fetch(found[0].storage_key, dest / f"{init}.pt")
         return write_checkpoint_student(checkpoint, dest / f"{init}.safetensors")
-    model = TeacherRow if init.startswith("tch_") else ArtifactRow
-    row = session.scalar(select(model).where(model.id == init, model.tenant_id == job.tenant_id))
-    if row is None:
+    model: type[TeacherRow] | type[ArtifactRow] = TeacherRow if init.startswith("tch_") else ArtifactRow
+    storage_key = session.scalar(select(model.storage_key).where(model.id == init, model.tenant_id == job.tenant_id))
+    if storage_key is None:
         raise BadSpec(f"student.init {init} no longer exists")
-    return store.fetch(row.storage_key, dest / Path(row.storage_key).name)
+    return store.fetch(storage_key, dest / Path(storage_key).name)
 
 
 def build_job_spec(session: Session, settings: Settings, store: ObjectStore, job: JobRow) -> JobSpec:

@@ -16,6 +16,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -68,7 +69,7 @@ def store_artifacts(store: ObjectStore, prefix: str, artifacts: Sequence[Exporte
     try:
         for item in artifacts:
             key = f"{prefix}/{item.path.name}"
-            stored.append((item, with_storage_retries(f"storing artifact {item.path.name}", lambda key=key, path=item.path: store.put_file(key, path))))
+            stored.append((item, with_storage_retries(f"storing artifact {item.path.name}", partial(store.put_file, key, item.path))))
     except StorageUnavailable:
         try:
             store.delete_prefix(prefix)
@@ -93,14 +94,14 @@ def restore_intact_checkpoint(store: ObjectStore, job_id: str, work_dir: Path) -
         if target.exists():
             return row
         try:
-            present = with_storage_retries(f"looking up checkpoint {row.public_id}", lambda row=row: store.exists(row.storage_key))
+            present = with_storage_retries(f"looking up checkpoint {row.public_id}", partial(store.exists, row.storage_key))
         except ValueError:  # a key that is no store key: a local path recorded before checkpoints were stored
             present = False
         if not present:
             log.warning("checkpoint %s (step %d) of %s cannot be fetched from storage; trying the one before it", row.public_id, row.global_step, job_id)
             continue
         folder.mkdir(parents=True, exist_ok=True)
-        fetched = with_storage_retries(f"fetching checkpoint {row.public_id}", lambda row=row, target=target: store.fetch(row.storage_key, target))
+        fetched = with_storage_retries(f"fetching checkpoint {row.public_id}", partial(store.fetch, row.storage_key, target))
         if fetched != target:  # a local store hands out the object itself: the work folder gets its own copy
             shutil.copyfile(fetched, target)
         if sha256_file(target) == row.sha256:

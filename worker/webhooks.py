@@ -21,10 +21,11 @@ from datetime import timedelta
 import httpx
 from celery.signals import worker_ready, worker_shutdown
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from client.webhook_signing import SIGNATURE_HEADER, sign
 from core.config import Settings, get_settings
-from core.db import session_scope
+from core.db import rows_matched, session_scope
 from core.job_view import iso_time, job_out
 from core.models import ArtifactRow, JobRow, WebhookDelivery, utcnow
 from core.url_guard import UrlRefused, check_url, pinned_request
@@ -35,9 +36,9 @@ _stop = threading.Event()
 BATCH = 20
 
 
-def payload(session, delivery: WebhookDelivery) -> str:
+def payload(session: Session, delivery: WebhookDelivery) -> str:
     """``{"id","type","created_at","data":{"job":{…},"artifacts":[…]}}``: the job as GET /v1/jobs/{id} shows it."""
-    job = session.get(JobRow, delivery.job_id)
+    job = session.get_one(JobRow, delivery.job_id)
     artifacts = session.scalars(select(ArtifactRow).where(ArtifactRow.job_id == delivery.job_id).order_by(ArtifactRow.id)).all()
     data = {
         "job": job_out(job).model_dump(mode="json"),
@@ -50,15 +51,16 @@ def _claim(settings: Settings, delivery_id: str, seen_attempts: int) -> tuple[We
     """Take the next attempt of a delivery (None if another worker took it first); returns it with its secret."""
     lease = utcnow() + timedelta(seconds=settings.webhook_timeout_s + 30)
     with session_scope() as session:
-        claimed = session.execute(
+        claimed = rows_matched(
+            session,
             update(WebhookDelivery)
             .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == "pending", WebhookDelivery.attempts == seen_attempts)
             .values(attempts=seen_attempts + 1, next_attempt_at=lease)
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session=False),
         )
-        if claimed.rowcount != 1:
+        if claimed != 1:
             return None
-        delivery = session.get(WebhookDelivery, delivery_id)
+        delivery = session.get_one(WebhookDelivery, delivery_id)
         if delivery.body is None:
             delivery.body = payload(session, delivery)
         secret = signing_secret(session, settings, delivery.tenant_id)
@@ -70,6 +72,7 @@ def _claim(settings: Settings, delivery_id: str, seen_attempts: int) -> tuple[We
 def _send(settings: Settings, delivery: WebhookDelivery, secret: str) -> tuple[int | None, str | None]:
     """POST to the address the URL resolves to now, checked first (``UrlRefused``) and pinned, so DNS rebinding cannot redirect it."""
     checked = check_url(delivery.url, settings.webhook_allow_networks)
+    assert delivery.body is not None  # _claim fixes the body before handing the delivery out
     body = delivery.body.encode()
     headers = {
         "Content-Type": "application/json",
@@ -94,6 +97,8 @@ def attempt(settings: Settings, delivery_id: str, seen_attempts: int) -> None:
         return
     delivery, secret = claimed
     final = secret is None
+    code: int | None
+    error: str | None
     if secret is None:
         code, error = None, "no signing secret: set DISTILLERY_WEBHOOK_SECRET or create one with POST /v1/webhooks/secret"
     else:

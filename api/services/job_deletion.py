@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from api.errors import ApiError
 from api.services.jobs import tenant_job
 from core.config import Settings
+from core.db import rows_matched
 from core.jobstate import SETTLED, TERMINAL
 from core.models import ArtifactRow, CheckpointRow, JobRow
 from core.retention import remove_job_files, starts_from
@@ -48,7 +49,7 @@ def delete_job(session: Session, settings: Settings, tenant: str, job_id: str) -
     if users:
         used, user = next(iter(users.items()))
         raise ApiError(409, f"job {user} starts from this job's {used} (student.init) and has not ended; cancel it or wait for it, then delete this job")
-    if session.execute(delete(JobRow).where(JobRow.id == job_id, JobRow.status.in_(SETTLED))).rowcount != 1:
+    if rows_matched(session, delete(JobRow).where(JobRow.id == job_id, JobRow.status.in_(SETTLED))) != 1:
         session.rollback()
         raise _still_running(job_id, tenant_job(session, tenant, job_id).status)
     try:

@@ -9,7 +9,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
-from sqlalchemy import Row, func, select
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -154,8 +154,8 @@ def _check_init(session: Session, tenant: str, init: str, arch: str, arch_kwargs
         if row is None or row.format not in ("safetensors", "state_dict"):
             raise ApiError(422, f"student.init {init!r} must be a safetensors or state_dict teacher upload of this tenant")
         return
-    row = session.scalar(select(ArtifactRow).where(ArtifactRow.id == init, ArtifactRow.tenant_id == tenant))
-    if row is None or row.kind != "student_safetensors":
+    artifact = session.scalar(select(ArtifactRow).where(ArtifactRow.id == init, ArtifactRow.tenant_id == tenant))
+    if artifact is None or artifact.kind != "student_safetensors":
         raise ApiError(
             422, f"student.init {init!r} must be a tch_… weights upload, a student_safetensors artifact (art_…) or a checkpoint (ckpt_…) of this tenant"
         )
@@ -186,7 +186,7 @@ def create_job(session: Session, settings: Settings, tenant: str, body: JobCreat
         existing = _by_idempotency_key(session, tenant, idempotency_key, digest)
         if existing is not None:
             return existing, False
-    active = session.scalar(select(func.count()).select_from(JobRow).where(JobRow.tenant_id == tenant, JobRow.status.in_(ACTIVE)))
+    active = session.execute(select(func.count()).select_from(JobRow).where(JobRow.tenant_id == tenant, JobRow.status.in_(ACTIVE))).scalar_one()
     if active >= settings.tenant_max_active_jobs:
         raise ApiError(
             429,
@@ -267,7 +267,9 @@ def cancel_job(session: Session, job: JobRow) -> JobRow:
     ):
         pass
     elif job.status in WORKER_HELD:
-        session.execute(JobRow.__table__.update().where(JobRow.id == job.id, JobRow.status.in_(WORKER_HELD)).values(cancel_requested=True))
+        session.execute(
+            update(JobRow).where(JobRow.id == job.id, JobRow.status.in_(WORKER_HELD)).values(cancel_requested=True).execution_options(synchronize_session=False)
+        )
         session.commit()
     session.refresh(job)
     return job
