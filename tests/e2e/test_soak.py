@@ -30,7 +30,7 @@ RECIPES = {
     "ok": ({}, "succeeded", None),
     "kd": ({}, "succeeded", None),
     "nan": ({"lr": 10.0, "weight_decay": 1.0}, "failed", "nan_loss"),
-    "timeout": ({"time_limit_s": 0.001}, "failed", "timeout"),
+    "timeout": ({"time_limit_s": 0.2}, "failed", "timeout"),  # above the cost model's 0.15 s (else 422 at submit), below a real run
     "cancel_queued": ({}, "cancelled", "cancelled"),
     "cancel_running": ({"epochs": 60}, "cancelled", "cancelled"),
 }

@@ -76,7 +76,7 @@ def test_signed_deliveries_with_retries_for_every_ending(tmp_path):
         cancelled = _job(acme, teacher, dataset, f"http://127.0.0.1:{free_port()}/nobody-listens", epochs=50)
         assert acme.post(f"/v1/jobs/{cancelled}/cancel").json()["status"] == "cancelled"
         succeeded = _job(acme, teacher, dataset, receiver.url + "/flaky")
-        failed = _job(beta, beta_teacher, beta_dataset, receiver.url + "/beta", time_limit_s=0.001)
+        failed = _job(beta, beta_teacher, beta_dataset, receiver.url + "/beta", lr=10.0, weight_decay=1.0)  # diverges: nan_loss
         svc.start_worker()
 
         for client, job_id, status in ((acme, succeeded, "succeeded"), (beta, failed, "failed")):
@@ -109,7 +109,7 @@ def test_signed_deliveries_with_retries_for_every_ending(tmp_path):
     [request] = receiver.received("/beta")
     assert signature_ok(beta_secret, request["headers"], request["body"]) and not signature_ok(GLOBAL_SECRET, request["headers"], request["body"])
     payload = json.loads(request["body"])
-    assert payload["type"] == "job.failed" and payload["data"]["job"]["error"]["code"] == "timeout"
+    assert payload["type"] == "job.failed" and payload["data"]["job"]["error"]["code"] == "nan_loss"
 
     worker_lines = [json.loads(line) for line in (tmp_path / "logs" / "worker0.log").read_text().splitlines() if line.startswith("{")]
     assert any(entry.get("job_id") == succeeded and entry["logger"] == "distillery.worker.webhooks" for entry in worker_lines)
