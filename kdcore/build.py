@@ -37,9 +37,9 @@ class RunData:
 
 def resolve_input_size(spec: JobSpec) -> tuple[int, int, int]:
     if spec.training.input_size is not None:
-        return tuple(spec.training.input_size)
+        return spec.training.input_size
     if spec.teachers:
-        return tuple(spec.teachers[0].input_size)
+        return spec.teachers[0].input_size
     return DEFAULT_INPUT_SIZE
 
 

@@ -29,7 +29,7 @@ def write_digits_archive(path: Path, size: int = 32) -> Path:
         for split in ("train", "val"):
             data = builtin_split("digits", split)
             for index, (image, label) in enumerate(zip(data.images, data.labels.tolist(), strict=True)):
-                picture = Image.fromarray(image[0].numpy()).resize((size, size), Image.BILINEAR).convert("RGB")
+                picture = Image.fromarray(image[0].numpy()).resize((size, size), Image.Resampling.BILINEAR).convert("RGB")
                 buffer = io.BytesIO()
                 picture.save(buffer, format="PNG")
                 archive.writestr(f"{split}/{label}/{index}.png", buffer.getvalue())

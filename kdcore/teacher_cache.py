@@ -48,7 +48,7 @@ from torch.nn import functional as F
 from kdcore.checkpoint import sha256_file
 from kdcore.data.images import ImageSet
 from kdcore.data.loader import Batch, TrainingBatches
-from kdcore.spec import JobSpec
+from kdcore.spec import JobSpec, TeacherSource
 
 FULL_LOGITS_MAX_CLASSES = 100
 TOP_K = 10
@@ -58,6 +58,7 @@ STORE_ENV = "KDCORE_TEACHER_STORE"
 STORE_MAX_BYTES_ENV = "KDCORE_TEACHER_STORE_MAX_BYTES"
 STORE_MAX_BYTES = 8 * 1024**3
 PLAIN = "plain"
+Slot = int | str  # an epoch whose views are tabled, or PLAIN
 
 
 def teacher_store_dir(work_dir: Path) -> Path:
@@ -156,22 +157,29 @@ class StoreError:
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, str] | None) -> StoreError | None:
+        if metadata is None:
+            return None
         try:
             return cls(float(metadata["kl_sum"]), int(metadata["rows"]), float(metadata["max_logit_error"]))
         except (KeyError, TypeError, ValueError):
             return None
 
 
-def loaded_from_file(teacher: nn.Module) -> bool:
+def _file_source(teacher: nn.Module) -> TeacherSource | None:
+    """Where ``teacher`` was loaded from, when that is a file on disk (a :class:`Teacher` keeps its ``source``)."""
     source = getattr(teacher, "source", None)
-    return source is not None and Path(source.path).is_file()
+    return source if source is not None and Path(source.path).is_file() else None
+
+
+def loaded_from_file(teacher: nn.Module) -> bool:
+    return _file_source(teacher) is not None
 
 
 def teacher_identity(teacher: nn.Module) -> str | None:
     """The teacher file's sha256 plus how it is read; ``None`` for a module not loaded from a file."""
-    if not loaded_from_file(teacher):
+    source = _file_source(teacher)
+    if source is None:
         return None
-    source = teacher.source
     settings = source.model_dump(mode="json", exclude={"path", "name"})
     return json.dumps({"sha256": sha256_file(Path(source.path)), **settings}, sort_keys=True)
 
@@ -179,8 +187,8 @@ def teacher_identity(teacher: nn.Module) -> str | None:
 def dataset_digest(data: ImageSet) -> str:
     digest = hashlib.sha256()
     digest.update(json.dumps(list(data.images.shape)).encode())
-    digest.update(data.images.contiguous().numpy())
-    digest.update(data.labels.contiguous().numpy())
+    digest.update(data.images.contiguous().numpy().data)
+    digest.update(data.labels.contiguous().numpy().data)
     return digest.hexdigest()
 
 
@@ -219,7 +227,7 @@ class TeacherOutputCache:
         self.precision = precision
         self.check = check
         self.reason = reason
-        self.tables: list[tuple[object, dict[str, Tensor] | None]] = [(None, None)] * num_teachers
+        self.tables: list[tuple[Slot | None, dict[str, Tensor] | None]] = [(None, None)] * num_teachers
         self.error = StoreError()
         self._identities: dict[int, str | None] = {}
         self._data_digest: str | None = None
@@ -255,7 +263,7 @@ class TeacherOutputCache:
             values["teacher_cache/max_logit_error"] = self.error.max_logit_error
         return values
 
-    def _slot(self, batch: Batch) -> object | None:
+    def _slot(self, batch: Batch) -> Slot | None:
         if not self.enabled:
             return None
         if self.recipe == "none":
@@ -280,7 +288,7 @@ class TeacherOutputCache:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.precision)
 
-    def _table(self, teacher_index: int, teacher: nn.Module, slot: object) -> dict[str, Tensor]:
+    def _table(self, teacher_index: int, teacher: nn.Module, slot: Slot) -> dict[str, Tensor]:
         held, table = self.tables[teacher_index]
         if held == slot and table is not None:
             return table
@@ -306,7 +314,7 @@ class TeacherOutputCache:
         self.tables[teacher_index] = (slot, table)
         return table
 
-    def _inputs(self, slot: object) -> Iterator[tuple[Tensor, Tensor]]:
+    def _inputs(self, slot: Slot) -> Iterator[tuple[Tensor, Tensor]]:
         """The teacher's inputs for ``slot`` with their dataset rows: the very images training will show."""
         if slot == PLAIN:
             for start in range(0, len(self.data), FILL_BATCH):
@@ -316,7 +324,7 @@ class TeacherOutputCache:
         for batch in self.batches.epoch(int(slot)):
             yield batch.indices, batch.images
 
-    def _store_path(self, teacher_index: int, teacher: nn.Module, slot: object) -> Path | None:
+    def _store_path(self, teacher_index: int, teacher: nn.Module, slot: Slot) -> Path | None:
         if self.store is None:
             return None
         if teacher_index not in self._identities:

@@ -59,9 +59,9 @@ def hand_written_kd(
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     teacher = create_model(teacher_arch, num_classes=data.num_classes, in_chans=data.images.shape[1])
     teacher.load_state_dict(load_file(str(teacher_file)))
-    teacher.eval().to(device, memory_format=memory_format)
+    teacher.eval().to(device, memory_format=memory_format)  # type: ignore[call-overload]  # torch's stubs lack the (device, memory_format=...) form Module.to accepts
     student = create_model(student_arch, num_classes=data.num_classes, in_chans=data.images.shape[1])
-    student.train().to(device, memory_format=memory_format)
+    student.train().to(device, memory_format=memory_format)  # type: ignore[call-overload]  # torch's stubs lack the (device, memory_format=...) form Module.to accepts
     if compile:
         student.compile()
     all_images, all_labels = data.images.to(device), data.labels.to(device)

@@ -72,8 +72,10 @@ def index_webdataset(uri: str, listing: list[remote.Listed], endpoint_url: str |
         return _checked_index(uri, remote.read_all(remote.join(uri, INDEX_FILE), endpoint_url), shards)
     splits: dict[str, list[ShardEntry]] = {s: [] for s in SPLITS}
     for name, size in shards.items():
+        split = shard_split(name)
+        assert split is not None  # shards holds only names that have a split
         with remote.open_stream(remote.join(uri, name), endpoint_url) as stream:
-            splits[shard_split(name)].append(index_tar(stream, name, size))
+            splits[split].append(index_tar(stream, name, size))
     missing = [s for s in SPLITS if not splits[s]]
     if missing:
         raise BadDataset(f"no shards for the {' or '.join(repr(m + '/') for m in missing)} split at {uri}; a dataset needs train and val shards")

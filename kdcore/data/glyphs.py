@@ -47,9 +47,13 @@ class GlyphClass:
     dot: int | None
 
     def mirrored(self) -> GlyphClass:
-        edges = tuple(sorted(tuple(sorted((MIRROR_ANCHOR[a], MIRROR_ANCHOR[b]))) for a, b in self.edges))
+        edges = tuple(sorted(_ordered(MIRROR_ANCHOR[a], MIRROR_ANCHOR[b]) for a, b in self.edges))
         dot = None if self.dot is None else _mirrored_dot(self.dot)
         return GlyphClass(edges, dot)
+
+
+def _ordered(a: int, b: int) -> tuple[int, int]:
+    return (a, b) if a <= b else (b, a)
 
 
 def _mirrored_dot(spot: int) -> int:
@@ -120,8 +124,8 @@ def _render(classes: list[GlyphClass], labels: Tensor, generator: torch.Generato
     pixel = 2 / side
     edges = torch.full((len(classes), MAX_STROKES, 2), -1, dtype=torch.long)
     dots = torch.tensor([-1 if c.dot is None else c.dot for c in classes])
-    for index, glyph in enumerate(classes):
-        edges[index, : len(glyph.edges)] = torch.tensor(glyph.edges)
+    for index, glyph_class in enumerate(classes):
+        edges[index, : len(glyph_class.edges)] = torch.tensor(glyph_class.edges)
     anchors = ANCHORS + 0.06 * torch.randn(n, 9, 2, generator=generator)
     own = edges[labels]
     present = own[..., 0] >= 0

@@ -102,10 +102,10 @@ def class_names(root: Path) -> list[str]:
 def decode(source: Path | IO[bytes], channels: int, size: tuple[int, int] | None = None, name: str | None = None) -> torch.Tensor:
     """One image as uint8 ``[C,H,W]``, resized to ``size`` when given; one that does not decode is a :class:`BadDataset`."""
     try:
-        with Image.open(source) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
+        with Image.open(source) as opened:
+            image = opened.convert("L" if channels == 1 else "RGB")
             if size is not None and image.size != (size[1], size[0]):
-                image = image.resize((size[1], size[0]), Image.BILINEAR)
+                image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             array = np.asarray(image, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         label = name or (source.name if isinstance(source, Path) else "image")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import tarfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 import numpy as np
 
@@ -108,7 +108,7 @@ def index_tar(stream: BinaryIO, name: str, size: int) -> ShardEntry:
     )
 
 
-def _label(handle: BinaryIO | None, shard: str, member: str) -> int:
+def _label(handle: IO[bytes] | None, shard: str, member: str) -> int:
     text = handle.read(64).strip() if handle is not None else b""
     try:
         return int(text)

@@ -19,6 +19,8 @@ import torch.distributed.nn.functional as dist_nn
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+PLAIN_CLASS = "plain_class"
+
 # Its suggested successor (``_functional_collectives.all_reduce``) has no backward; this one has.
 warnings.filterwarnings("ignore", message="torch.distributed.nn.functional.all_reduce is deprecated", category=FutureWarning)
 
@@ -51,10 +53,12 @@ class GlooSyncBatchNorm(_BatchNorm):
 
     @torch.no_grad()
     def _update_running_stats(self, mean: Tensor, var: Tensor, count: float) -> None:
-        self.num_batches_tracked.add_(1)
-        momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-        self.running_mean.lerp_(mean.to(self.running_mean.dtype), momentum)
-        self.running_var.lerp_((var * count / max(count - 1.0, 1.0)).to(self.running_var.dtype), momentum)
+        tracked, running_mean, running_var = self.num_batches_tracked, self.running_mean, self.running_var
+        assert tracked is not None and running_mean is not None and running_var is not None  # called with track_running_stats alone
+        tracked.add_(1)
+        momentum = 1.0 / float(tracked) if self.momentum is None else self.momentum
+        running_mean.lerp_(mean.to(running_mean.dtype), momentum)
+        running_var.lerp_((var * count / max(count - 1.0, 1.0)).to(running_var.dtype), momentum)
 
 
 def _replaced(module: _BatchNorm, kind: type[_BatchNorm]) -> _BatchNorm:
@@ -69,11 +73,16 @@ def _replaced(module: _BatchNorm, kind: type[_BatchNorm]) -> _BatchNorm:
     return layer.train(module.training)
 
 
+def _plain_class(layer: _BatchNorm) -> type[_BatchNorm] | None:
+    """The BatchNorm class a synchronised layer replaced (kept as a plain attribute, which ``nn.Module`` does not type)."""
+    return getattr(layer, PLAIN_CLASS, None)
+
+
 def convert_sync_batchnorm(module: nn.Module, device_type: str) -> nn.Module:
     """``module`` with every BatchNorm layer synchronised across ranks (torch's on CUDA, :class:`GlooSyncBatchNorm` on CPU)."""
     if isinstance(module, _BatchNorm) and not isinstance(module, (nn.SyncBatchNorm, GlooSyncBatchNorm)):
         synced = _replaced(module, nn.SyncBatchNorm if device_type == "cuda" else GlooSyncBatchNorm)
-        synced.plain_class = type(module)
+        setattr(synced, PLAIN_CLASS, type(module))
         return synced
     for name, child in module.named_children():
         module.add_module(name, convert_sync_batchnorm(child, device_type))
@@ -82,8 +91,8 @@ def convert_sync_batchnorm(module: nn.Module, device_type: str) -> nn.Module:
 
 def revert_sync_batchnorm(module: nn.Module) -> nn.Module:
     """Undo :func:`convert_sync_batchnorm`: each synchronised layer back to the BatchNorm class it replaced."""
-    if isinstance(module, _BatchNorm) and hasattr(module, "plain_class"):
-        return _replaced(module, module.plain_class)
+    if isinstance(module, _BatchNorm) and (plain := _plain_class(module)) is not None:
+        return _replaced(module, plain)
     for name, child in module.named_children():
         module.add_module(name, revert_sync_batchnorm(child))
     return module

@@ -186,7 +186,7 @@ class Distiller(nn.Module, Generic[HyperparamsT]):
         """Method-specific values worth plotting (learned temperature, discriminator accuracy, ...)."""
         return {}
 
-    def export_student(self) -> nn.Module:
+    def export_student(self) -> Student:
         """The module to evaluate and export: the student without any training-only parts."""
         return self.student
 

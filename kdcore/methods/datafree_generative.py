@@ -23,7 +23,8 @@ differences and of the centred image), Adam lr 1e-3 β(0.5, 0.999), KD at τ 1 (
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, cast
 
 import torch
 from pydantic import Field
@@ -106,6 +107,14 @@ class GeneratorGroups(nn.ModuleList):
     def __init__(self, sizes: list[int], image_size: tuple[int, int, int]) -> None:
         super().__init__(ConditionalGenerator(size, image_size) for size in sizes)
         self.group_starts = [sum(sizes[:i]) for i in range(len(sizes))]
+
+    def __iter__(self) -> Iterator[ConditionalGenerator]:
+        return cast(Iterator[ConditionalGenerator], super().__iter__())
+
+    @property
+    def latent_dim(self) -> int:
+        """The one latent size of every group's generator (it depends on the image size alone)."""
+        return next(iter(self)).latent_dim
 
     def forward(self, latents: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """``(labels, images)``, labels regrouped in the order the images come out."""
@@ -202,7 +211,7 @@ class DataFreeGenerative(Distiller[DataFreeGenerativeHyperparams]):
         context = self.context
         rng = torch.Generator().manual_seed(self.noise_seed + step * context.world_size + context.rank)
         labels = torch.randint(0, context.num_classes, (context.batch_size,), generator=rng).to(context.device)
-        latents = torch.randn(context.batch_size, self.generators[0].latent_dim, generator=rng).to(context.device)
+        latents = torch.randn(context.batch_size, self.generators.latent_dim, generator=rng).to(context.device)
         return self.data_parallel(self.generators)(latents, labels)
 
     def forward(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:

@@ -10,12 +10,20 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol, cast
 
 from torch import Tensor, nn
 
 from kdcore.models.preprocess import PreprocessedModel
 from kdcore.models.torchvision_stages import TorchvisionFeatures, torchvision_stage_nodes
+
+
+class StagedModel(Protocol):
+    """What timm's and kdcore's models expose for reading stage outputs (``_has_intermediates`` checks for it)."""
+
+    def forward_intermediates(self, x: Tensor, **kwargs: Any) -> tuple[Tensor, list[Tensor]]: ...
+
+    def forward_head(self, x: Tensor) -> Tensor: ...
 
 
 def _has_intermediates(model: nn.Module) -> bool:
@@ -75,11 +83,12 @@ class FeatureModel(nn.Module):
             if self._extractor.training != model.training:
                 self._extractor.train(model.training)
             return self._extractor(x)
+        staged = cast(StagedModel, model)
         if self._indices is not None:
-            final, features = model.forward_intermediates(x, indices=self._indices)
+            final, features = staged.forward_intermediates(x, indices=self._indices)
         else:
-            final, features = model.forward_intermediates(x)
-        return model.forward_head(final), list(features)
+            final, features = staged.forward_intermediates(x)
+        return staged.forward_head(final), list(features)
 
 
 def feature_channels(model: nn.Module, input_size: tuple[int, int, int]) -> list[tuple[int, ...]]:

@@ -95,12 +95,13 @@ def _read_state_dict(path: Path, fmt: str) -> dict[str, Tensor]:
                 "the file could not be read as a weights-only state dict (code-carrying pickles are refused; "
                 f"save with torch.save(model.state_dict(), path)): {_first_line(exc)}"
             ) from exc
-        state = loaded
+        held = loaded
         for key in ("state_dict", "model", "model_state_dict"):
-            if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-                state = state[key]
-        if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+            if isinstance(held, dict) and key in held and isinstance(held[key], dict):
+                held = held[key]
+        if not isinstance(held, dict) or not all(isinstance(v, Tensor) for v in held.values()):
             raise BadTeacher("the .pt file does not hold a state dict (a mapping of parameter names to tensors)")
+        state = held
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
@@ -218,7 +219,7 @@ def _weights_only_unpickling() -> Iterator[None]:
     previous_env = os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD")
     previous_pickle = _package.pickle
     os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
-    _package.pickle = SimpleNamespace(loads=refuse, load=refuse, dumps=previous_pickle.dumps)
+    _package.pickle = SimpleNamespace(loads=refuse, load=refuse, dumps=previous_pickle.dumps)  # type: ignore[assignment]  # a duck-typed stand-in for the pickle module while the read lasts
     try:
         yield
     finally:

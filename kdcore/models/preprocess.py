@@ -17,6 +17,9 @@ from torch.nn import functional as F
 class Preprocess(nn.Module):
     """Adapt channels, resize to ``input_size`` and normalise with ``mean``/``std`` (all optional)."""
 
+    mean: Tensor
+    std: Tensor
+
     def __init__(self, input_size: Sequence[int], mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> None:
         super().__init__()
         channels, height, width = (int(v) for v in input_size)

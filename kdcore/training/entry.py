@@ -8,6 +8,8 @@ The pieces live beside it in :mod:`kdcore.training`; ``from kdcore import train`
 
 from __future__ import annotations
 
+from typing import overload
+
 from kdcore.distributed.world import World
 from kdcore.estimate import estimate_run
 from kdcore.events import MetricPoint, TrainCallbacks, TrainResult
@@ -18,6 +20,14 @@ from kdcore.training.run import prepare_run
 from kdcore.training.trainer import Trainer
 
 ESTIMATE_METRIC = "job/estimated_seconds"
+
+
+@overload
+def train(spec: JobSpec, callbacks: TrainCallbacks | None = None, world: None = None) -> TrainResult: ...
+
+
+@overload
+def train(spec: JobSpec, callbacks: TrainCallbacks | None, world: World) -> TrainResult | None: ...
 
 
 def train(spec: JobSpec, callbacks: TrainCallbacks | None = None, world: World | None = None) -> TrainResult | None:
