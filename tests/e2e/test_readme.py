@@ -38,7 +38,7 @@ def test_readme_blocks_are_found():
 
 
 def test_every_readme_block_runs_as_pasted(tmp_path):
-    service = start_service("embedded", tmp_path / "service")
+    service = start_service("embedded", tmp_path)
     try:
         user = tmp_path / "clone"
         user.mkdir()
