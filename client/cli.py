@@ -55,6 +55,8 @@ def add_client_commands(commands: argparse._SubParsersAction) -> None:
     submit.add_argument("spec", help="job.json, the body of POST /v1/jobs")
     submit.add_argument("--wait", action="store_true", help="follow the job with a progress bar; exit 0 only if it succeeds")
     submit.add_argument("--idempotency-key", help="resubmitting with the same key returns the same job")
+    submit.add_argument("--teacher", action="append", help="a teacher ID to use instead of the file's 'teachers' (repeat for several)")
+    submit.add_argument("--dataset", help="a dataset ID (or builtin:NAME) to use instead of the file's 'dataset'")
     submit.set_defaults(client_command=_submit)
 
     status = commands.add_parser("status", help="print a job's status (details on stderr)")
@@ -161,7 +163,12 @@ def _read_spec(source: str) -> dict[str, Any]:
 
 
 def _submit(client: DistilleryClient, args: argparse.Namespace) -> int:
-    job = client.submit_job(_read_spec(args.spec), idempotency_key=args.idempotency_key)
+    spec = _read_spec(args.spec)
+    if args.teacher:
+        spec["teachers"] = args.teacher
+    if args.dataset:
+        spec["dataset"] = args.dataset
+    job = client.submit_job(spec, idempotency_key=args.idempotency_key)
     print(job.id, flush=True)
     human.print(f"submitted {job.id} ({job.method}); status {job.status}", markup=False)
     if not args.wait:
