@@ -280,6 +280,8 @@ def _event_line(event: JobEvent) -> str:
         return f"{event.time} metric {event.name}={event.value:.6g} step {event.step}{epoch}"
     if event.type == "registry":
         return f"{event.time} registry {event.name} {json.dumps(event.detail)}"
+    if event.type == "notice":
+        return f"{event.time} notice {event.name}: {(event.detail or {}).get('message', '')}"
     return f"end: the job {event.status}"
 
 

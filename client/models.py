@@ -158,9 +158,10 @@ class MetricSeries(ApiModel):
 
 class JobEvent(ApiModel):
     """A status change (``status``, ``detail``), a metric point (``name``/``step``/``epoch``/``value``; ``epoch`` 1-based), a phase
-    starting (``phase``: ``name``), the MLflow hand-off (``registry``), or the stream's ``end`` (the job ended or paused)."""
+    starting (``phase``: ``name``), the MLflow hand-off (``registry``), a notice from the run (``notice``: ``name``, ``detail.message``,
+    e.g. ``teacher_cache`` when teacher-output reuse is off and why), or the stream's ``end`` (the job ended or paused)."""
 
-    type: Literal["status", "metric", "phase", "registry", "end"]
+    type: Literal["status", "metric", "phase", "registry", "notice", "end"]
     seq: int | None = Field(default=None, description="increasing per deployment; pass the last one seen as ?after= to continue")
     time: str | None = None
     status: str | None = None

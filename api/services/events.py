@@ -19,8 +19,8 @@ def event_payload(event: JobEvent | Row[Any]) -> dict[str, Any]:
         return {"seq": event.seq, "type": "status", "status": event.name, "time": iso_time(event.time), "detail": event.data}
     if event.kind == "phase":  # the worker started a phase: validating, teacher_outputs, training, evaluating, exporting or publishing
         return {"seq": event.seq, "type": "phase", "name": event.name, "time": iso_time(event.time)}
-    if event.kind == "registry":  # the MLflow hand-off after success: name "registered" or "failed", detail says which version or why
-        return {"seq": event.seq, "type": "registry", "name": event.name, "time": iso_time(event.time), "detail": event.data}
+    if event.kind in ("registry", "notice"):  # registry: the MLflow hand-off (registered or failed); notice: the run tells why it chose something
+        return {"seq": event.seq, "type": event.kind, "name": event.name, "time": iso_time(event.time), "detail": event.data}
     return {
         "seq": event.seq,
         "type": "metric",
