@@ -30,7 +30,9 @@ def _invalid(what: str, exc: ValidationError) -> str:
     """One line naming the first wrong field and what is wrong with it."""
     first = exc.errors()[0]
     where = ".".join(str(part) for part in first["loc"])
-    return f"{what} is not a valid {exc.title}: {where + ': ' if where else ''}{first['msg']}" + (f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else "")
+    return f"{what} is not a valid {exc.title}: {where + ': ' if where else ''}{first['msg']}" + (
+        f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    )
 
 
 def _read_spec(path: Path) -> str:

@@ -116,9 +116,12 @@ class TrainingConfig(StrictModel):
         description="flip_crop: padded random crop + flip; cifar: pad-4 crop + flip; imagenet: RandomResizedCrop + flip (val: Resize + CenterCrop 0.875); none",
     )
     data_pipeline: Literal["auto", "memory", "stream"] = Field(
-        default="auto", description="memory: decode the set once and hold it; stream: loader workers decode each batch; auto: memory when it fits the server's budget"
+        default="auto",
+        description="memory: decode the set once and hold it; stream: loader workers decode each batch; auto: memory when it fits the server's budget",
     )
-    loader_workers: int | None = Field(default=None, ge=0, le=64, description="streamed path's decoding processes (default: from the CPU count; 0 decodes in the trainer)")
+    loader_workers: int | None = Field(
+        default=None, ge=0, le=64, description="streamed path's decoding processes (default: from the CPU count; 0 decodes in the trainer)"
+    )
     teacher_cache: Literal["auto", "off"] = "auto"
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     channels_last: Literal["auto", "on", "off"] | bool = "auto"

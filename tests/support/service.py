@@ -55,7 +55,9 @@ class Service:
 
     def _spawn(self, name: str, *args: str) -> subprocess.Popen:
         log = open(self.log_dir / f"{name}.log", "ab")
-        return subprocess.Popen([sys.executable, "-m", "client.cli", *args], env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "client.cli", *args], env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def start_api(self) -> None:
         self.api = self._spawn("api", "api")
