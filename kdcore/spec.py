@@ -82,6 +82,11 @@ class DatasetSource(StrictModel):
 
     builtin: str | None = None
     root: Path | None = None
+    index: Path | None = None
+    memory_max_bytes: int = Field(default=2 * 1024**3, ge=0)
+    shard_cache: Path | None = Field(default=None, description="default: <work_dir>/shard-cache")
+    shard_cache_max_bytes: int = Field(default=50 * 1024**3, ge=1)
+    s3_endpoint_url: str | None = None
 
     @field_validator("builtin")
     @classmethod
@@ -127,19 +132,14 @@ class TrainingConfig(StrictModel):
     channels_last: Literal["auto", "on", "off"] | bool = "auto"
     compile: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    checkpoint_every_steps: int = Field(default=200, ge=1)
-    time_limit_s: float | None = Field(default=None, gt=0)
-    log_every_steps: int = Field(default=10, ge=1)
-    index: Path | None = None
-    memory_max_bytes: int = Field(default=2 * 1024**3, ge=0)
     devices: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = Field(
         default=1, description="processes on this node, one per GPU, under torch.distributed; 'auto' = every visible GPU (1 on CPU)"
     )
     nodes: int = Field(default=1, ge=1, le=1024, description="machines of the operator's Ray cluster the job spans (devices on each)")
     sync_bn: bool = Field(default=False, description="BatchNorm statistics over the global batch (SyncBatchNorm) when the job runs on several devices")
-    shard_cache: Path | None = Field(default=None, description="default: <work_dir>/shard-cache")
-    shard_cache_max_bytes: int = Field(default=50 * 1024**3, ge=1)
-    s3_endpoint_url: str | None = None
+    checkpoint_every_steps: int = Field(default=200, ge=1)
+    time_limit_s: float | None = Field(default=None, gt=0)
+    log_every_steps: int = Field(default=10, ge=1)
     steps_per_epoch: int | None = Field(
         default=None, ge=1, le=1_000_000, description="data-free methods only: synthetic batches per epoch (default: the method's)"
     )
@@ -152,6 +152,7 @@ class TrainingConfig(StrictModel):
 
 
 ExportFormat = Literal["safetensors", "torchscript", "onnx"]
+ALL_EXPORTS: tuple[ExportFormat, ...] = ("safetensors", "torchscript", "onnx")
 
 
 class JobSpec(StrictModel):
@@ -164,5 +165,5 @@ class JobSpec(StrictModel):
     dataset: DatasetSource | None = None
     hyperparams: dict[str, Any] = Field(default_factory=dict)
     training: TrainingConfig
-    export: list[ExportFormat] = Field(default_factory=lambda: ["safetensors", "torchscript", "onnx"])
+    export: list[ExportFormat] = Field(default_factory=lambda: list(ALL_EXPORTS))
     work_dir: Path = Path("kdcore-run")
