@@ -114,6 +114,11 @@ class DistilleryClient:
             response = self._request("POST", "/v1/datasets", files={"file": (Path(path).name, handle)}, data={"name": name} if name else {})
         return Dataset.model_validate(response.json())
 
+    def register_dataset(self, uri: str, format: str, name: str | None = None) -> Dataset:
+        """A dataset already in object storage (a folder URI under a prefix the server allows), indexed where it lies."""
+        body = {"uri": uri, "format": format, **({"name": name} if name else {})}
+        return Dataset.model_validate(self._request("POST", "/v1/datasets", json=body).json())
+
     # Jobs
     def submit_job(self, spec: dict[str, Any], idempotency_key: str | None = None) -> Job:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}

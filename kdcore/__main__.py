@@ -53,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     inspect_cmd = commands.add_parser("inspect-teacher", help="load a teacher file and run it once; prints JSON")
     inspect_cmd.add_argument("source", help="a TeacherSource as JSON")
     commands.add_parser("methods", help="list the registered methods as JSON")
+    shard_cmd = commands.add_parser("shard", help="write an ImageFolder tree as WebDataset shards plus index.json (upload the folder, register it by URI)")
+    shard_cmd.add_argument("tree", type=Path, help="the folder holding train/<class>/<image> and val/<class>/<image>")
+    shard_cmd.add_argument("out", type=Path)
+    shard_cmd.add_argument("--shard-mb", type=int, default=256, help="about this many MB per shard (default 256)")
     args = parser.parse_args(argv)
 
     from kdcore.spec import JobSpec, TeacherSource
@@ -71,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
 
             loaded = check_teacher(TeacherSource.model_validate_json(args.source))
             print(json.dumps({"params": loaded.params, "supports_features": loaded.supports_features}))
+        elif args.command == "shard":
+            from kdcore.data.shards import write_shards
+
+            index = write_shards(args.tree, args.out, args.shard_mb * 1024**2)
+            print(json.dumps({"shards": index.shard_count(), "splits": index.counts(), "classes": len(index.classes), "bytes": index.size_bytes()}))
         else:
             from kdcore.methods import list_methods
 

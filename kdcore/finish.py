@@ -50,6 +50,7 @@ def finish_run(
     metrics: dict[str, float] = {
         "student/params": float(sum(p.numel() for p in student.parameters())),
         "time/samples_per_second": throughput,
+        "data/streamed": float(data.streamed),
     }
     metrics.update({f"method/{k}": v for k, v in distiller.signals().items()})
     if teachers:
@@ -87,9 +88,10 @@ def _costs(artifacts: list[ExportedFile], student: torch.nn.Module, teachers: li
     if sizes:
         costs["student/file_bytes"] = float(sizes[0])
     if teachers:
-        teacher_macs = [count_macs(t.cpu(), tuple(t.source.input_size)) for t in teachers]
-        if all(m is not None for m in teacher_macs):
-            costs["teacher/macs"] = float(sum(teacher_macs))
+        teacher_macs = [count_macs(t.cpu(), t.source.input_size) for t in teachers]
+        counted = [m for m in teacher_macs if m is not None]
+        if len(counted) == len(teacher_macs):
+            costs["teacher/macs"] = float(sum(counted))
         cpu_teachers = [t.cpu() for t in teachers]
         for batch in (1, 32):
             costs.update(cpu_latency(lambda x: [t(x) for t in cpu_teachers], input_size, batch).metrics(f"teacher/latency_ms_b{batch}"))

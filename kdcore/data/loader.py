@@ -20,6 +20,7 @@ from torch import Tensor
 
 from kdcore.data.augment import CropFlip, apply_crop_flip, draw_crop_flip, seeded_generator
 from kdcore.data.images import ImageSet
+from kdcore.data.recipes import SampleOps, augment_samples
 from kdcore.errors import BadSpec
 
 DEVICE_RESIDENT_MAX_BYTES = 2 * 1024**3
@@ -58,9 +59,13 @@ class BatchPlan:
             raise BadSpec(f"a batch of {batch_len} does not split evenly over {ranks} ranks; make training.batch_size a multiple of {ranks}")
         return torch.arange(batch_len).tensor_split(ranks)[rank]
 
+    def order(self, epoch: int) -> Tensor:
+        """Every sample once, in the order of ``epoch``."""
+        return epoch_order(len(self.labels), self.seed, epoch)
+
     def batches(self, epoch: int) -> list[Tensor]:
         """Index tensors for each step of ``epoch``; the last partial batch is dropped (BatchNorm needs >1)."""
-        order = epoch_order(len(self.labels), self.seed, epoch)
+        order = self.order(epoch)
         steps = self.steps_per_epoch()
         if len(order) < self.batch_size:
             return [order]
@@ -74,8 +79,19 @@ class TrainingBatches:
     the same samples of that batch would be in a single process.
     """
 
-    def __init__(self, data: ImageSet, plan: BatchPlan, device: torch.device, augment: bool, rank: int = 0, ranks: int = 1) -> None:
+    def __init__(
+        self,
+        data: ImageSet,
+        plan: BatchPlan,
+        device: torch.device,
+        augment: bool,
+        rank: int = 0,
+        ranks: int = 1,
+        sample_ops: SampleOps | None = None,
+    ) -> None:
         self.plan = plan
+        self.sample_ops = sample_ops
+        self.stored = data.images
         self.rank, self.ranks = rank, ranks
         self.device = device
         self.augment = augment
@@ -100,7 +116,16 @@ class TrainingBatches:
             batch_len = len(indices)
             if positions is not None:
                 indices = indices[positions]
-            images = self._gather(indices).float().div_(255.0)
+            if self.sample_ops is not None:
+                first = int(positions[0]) if positions is not None else 0
+                images = (
+                    augment_samples(self.stored[indices], self.sample_ops, self.plan.seed, epoch, step, first)
+                    .to(self.device, non_blocking=True)
+                    .float()
+                    .div_(255.0)
+                )
+            else:
+                images = self._gather(indices).float().div_(255.0)
             params = None
             if self.augment:
                 params = draw_crop_flip(batch_len, images.shape[-2], images.shape[-1], seeded_generator(self.plan.seed, epoch, step, AUGMENT_STREAM))
@@ -112,6 +137,10 @@ class TrainingBatches:
 
 
 def evaluation_batches(data: ImageSet, batch_size: int, device: torch.device) -> Iterator[tuple[Tensor, Tensor]]:
+    """Float batches in [0,1] in stored order; a streamed split (``kdcore.data.stream.StreamedSplit``) decodes its own."""
+    if not isinstance(data, ImageSet):
+        yield from data.evaluation_batches(batch_size, device)
+        return
     for start in range(0, len(data), batch_size):
         images = data.images[start : start + batch_size].to(device).float().div_(255.0)
         yield images, data.labels[start : start + batch_size].to(device)

@@ -55,7 +55,8 @@ class ShardedPlan(BatchPlan):
     def __init__(self, labels: Tensor, batch_size: int, seed: int, shard_of: Tensor, window_shards: int = WINDOW_SHARDS) -> None:
         super().__init__(labels, batch_size, seed)
         self.window_shards = window_shards
-        self.members = [torch.nonzero(shard_of == s).flatten() for s in range(int(shard_of.max()) + 1 if len(shard_of) else 0)]
+        counts = torch.bincount(shard_of).tolist() if len(shard_of) else []
+        self.members = list(torch.argsort(shard_of, stable=True).split(counts))
 
     def order(self, epoch: int) -> Tensor:
         shards = torch.randperm(len(self.members), generator=seeded_generator(self.seed, epoch, SHARD_ORDER_STREAM)).tolist()

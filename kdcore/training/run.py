@@ -16,6 +16,7 @@ from kdcore import build
 from kdcore.data import pipeline
 from kdcore.data.images import ImageSet
 from kdcore.data.loader import Batch, TrainingBatches
+from kdcore.data.stream import StreamedBatches
 from kdcore.distributed.data_parallel import wrap_for_data_parallel
 from kdcore.distributed.rank_streams import seed_rank_stream
 from kdcore.distributed.world import World, check_divisible
@@ -37,7 +38,7 @@ class TrainingRun:
     data: build.RunData
     teachers: list[Teacher]
     distiller: Distiller
-    batches: TrainingBatches | None
+    batches: TrainingBatches | StreamedBatches | None
     steps_per_epoch: int
     optimizer: torch.optim.Optimizer
     schedule: torch.optim.lr_scheduler.LambdaLR
@@ -107,7 +108,9 @@ def prepare_run(spec: JobSpec, guard: RunGuard, world: World | None = None, phas
     teachers = build.load_teachers(spec, method)
     student = build.build_student(spec, data.num_classes, data.input_size, method)
     hparams = build.parse_hparams(spec, method)
-    plan = method.batch_plan(hparams, data.train.labels, config.batch_size, config.seed) if data.train is not None else None
+    plan = None
+    if data.train is not None:
+        plan = pipeline.batch_plan(method.batch_plan(hparams, data.train.labels, config.batch_size, config.seed), data.train, method.name)
     if plan is not None:
         steps_per_epoch = plan.steps_per_epoch()
     else:
@@ -122,7 +125,7 @@ def prepare_run(spec: JobSpec, guard: RunGuard, world: World | None = None, phas
         distiller.student.compile()
     batches = None
     if plan is not None and data.train is not None:
-        batches = TrainingBatches(data.train, plan, runtime.device, config.augment == "flip_crop", world.rank, world.size)
+        batches = pipeline.training_batches(data.train, plan, runtime.device, config, world.rank, world.size)
     attach_teacher_cache(spec, distiller, hparams, data, batches, runtime, guard, phases)
     optimizer = build.build_optimizer(config, distiller)
     schedule = build.build_schedule(config, optimizer, steps_per_epoch * config.epochs)

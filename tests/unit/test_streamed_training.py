@@ -91,10 +91,12 @@ def test_a_sharded_streamed_job_resumes_exactly_and_says_teacher_reuse_is_off(tr
     _assert_same(_weights(uninterrupted), _weights(resumed))
 
 
-def test_a_method_with_its_own_batches_is_refused_on_streamed_shards(tree, tmp_path):
+def test_a_method_with_its_own_batches_is_refused_on_streamed_shards_and_runs_with_the_shards_in_memory(tree, tmp_path):
     write_shards(tree, tmp_path / "shards", shard_bytes=8_000)
     spec = _spec(tmp_path / "w", {"index": tmp_path / "shards" / "index.json"}, data_pipeline="stream").model_copy(update={"method": "bake"})
     with pytest.raises(BadSpec, match="sharded streaming"):
         train(spec)
+    held = train(spec.model_copy(update={"training": spec.training.model_copy(update={"data_pipeline": "memory", "epochs": 1})}))
+    assert held.metrics["data/streamed"] == 0.0 and held.metrics["val/top1"] > 0.1
     with pytest.raises(BadSpec, match="always held in memory"):
         train(_spec(tmp_path / "d", {"builtin": "digits"}, data_pipeline="stream"))
