@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-fast soak lint bench bench-accuracy bench-readme constraints clean
+.PHONY: install run test test-fast soak lint bench bench-gpu bench-accuracy bench-readme constraints clean
 
 $(STAMP): requirements/constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ lint: install
 
 bench: install
 	$(PY) -m bench all
+
+# on a CUDA machine: fp32 vs AMP + channels_last (+ torch.compile), job vs hand-written loop, streamed loader vs GPU;
+# without one it says so and runs the same code as a CPU smoke check
+bench-gpu: install
+	$(PY) -m bench cuda
 
 bench-accuracy: install
 	$(PY) -m kdcore.bench.accuracy

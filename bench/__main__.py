@@ -25,7 +25,7 @@ BENCHES = {
     "train": lambda work: [train_loop.run(work / "train")],
     "meal": lambda work: [meal.run(work / "meal")],
     "api": lambda work: service.run(work / "api"),
-    "cuda": lambda work: [cuda.run(work / "cuda")],
+    "cuda": lambda work: cuda.run(work / "cuda"),
     "ranks": lambda work: [ranks.run(work / "ranks")],
 }
 

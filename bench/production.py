@@ -240,7 +240,8 @@ def latency_section(folder: Path, api_processes: int, backends: dict[str, str] |
             ("GET /v1/jobs/{id}/events/list", "GET", f"/v1/jobs/{jobs[0]}/events/list", "", REQUESTS, service.key),
             ("POST /v1/jobs", "POST", "/v1/jobs", json.dumps(submission), POST_REQUESTS, submitter),
         ]
-        rows, floor = [], {}
+        rows: list[list] = []
+        floor: dict[int, dict] = {}
         for concurrency in CONCURRENCY:
             for label, method, path, payload, count, key in targets:
                 cpu_before = tree_cpu_s(api.pid)
