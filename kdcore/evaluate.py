@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -12,6 +13,9 @@ from torch.nn import functional as F
 from kdcore.data.images import ImageSet
 from kdcore.data.loader import evaluation_batches
 from kdcore.losses import accuracy_counts
+
+if TYPE_CHECKING:
+    from kdcore.data.stream import StreamedSplit
 
 
 @dataclass(frozen=True)
@@ -22,7 +26,7 @@ class Accuracy:
     count: int
 
 
-def evaluate(model: Callable[[Tensor], Tensor], data: ImageSet, batch_size: int = 256, device: torch.device | None = None) -> Accuracy:
+def evaluate(model: Callable[[Tensor], Tensor], data: ImageSet | StreamedSplit, batch_size: int = 256, device: torch.device | None = None) -> Accuracy:
     """Accuracy of ``model`` (anything mapping [0,1] images to logits) on ``data``; fractions in [0,1]."""
     device = device or torch.device("cpu")
     if isinstance(model, torch.nn.Module):

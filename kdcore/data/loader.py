@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -22,6 +23,9 @@ from kdcore.data.augment import CropFlip, apply_crop_flip, draw_crop_flip, seede
 from kdcore.data.images import ImageSet
 from kdcore.data.recipes import SampleOps, augment_samples
 from kdcore.errors import BadSpec
+
+if TYPE_CHECKING:  # kdcore.data.stream builds on this module
+    from kdcore.data.stream import StreamedSplit
 
 DEVICE_RESIDENT_MAX_BYTES = 2 * 1024**3
 ORDER_STREAM, AUGMENT_STREAM = 1, 2
@@ -136,7 +140,7 @@ class TrainingBatches:
             yield Batch(images, self.labels[indices.to(self.labels.device)], indices, params, epoch)
 
 
-def evaluation_batches(data: ImageSet, batch_size: int, device: torch.device) -> Iterator[tuple[Tensor, Tensor]]:
+def evaluation_batches(data: ImageSet | StreamedSplit, batch_size: int, device: torch.device) -> Iterator[tuple[Tensor, Tensor]]:
     """Float batches in [0,1] in stored order; a streamed split (``kdcore.data.stream.StreamedSplit``) decodes its own."""
     if not isinstance(data, ImageSet):
         yield from data.evaluation_batches(batch_size, device)

@@ -59,7 +59,7 @@ def sample_seed(seed: int, epoch: int, step: int, position: int) -> int:
     return seeded_generator(seed, epoch, step, position, RECIPE_STREAM).initial_seed()
 
 
-def augment_samples(images: Sequence[Tensor], ops: SampleOps, seed: int, epoch: int, step: int, first_position: int = 0) -> Tensor:
+def augment_samples(images: Sequence[Tensor] | Tensor, ops: SampleOps, seed: int, epoch: int, step: int, first_position: int = 0) -> Tensor:
     """``ops`` on each image with its own seed; ``first_position`` is where ``images`` start in the global batch."""
     out = []
     with torch.random.fork_rng(devices=[]):
