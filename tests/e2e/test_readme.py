@@ -1,7 +1,8 @@
 """README.md runs as pasted: every ```bash and ```python block, in order, against a live service.
 
-A block fenced as ```console is shown to the reader but not run (``make run``, ``make test``:
-they start or test the very service this test runs). The blocks run in one bash session in a
+A block fenced as ```console is shown to the reader but not run: ``make run`` and ``make test``
+(they start or test the very service this test runs) and deployment recipes that need what a
+test machine lacks (an S3 bucket, a GPU node, a Ray cluster, docker). The blocks run in one bash session in a
 scratch folder that has the repository's ``.venv`` and ``examples/``, as a new user's clone would;
 Python blocks run through ``.venv/bin/python`` inside that same session, so what the shell
 exported (``DISTILLERY_API_KEY``, IDs) is there too.
