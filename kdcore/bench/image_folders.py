@@ -39,7 +39,7 @@ def digits_tree(
                 continue
             folder = root / split / str(label)
             folder.mkdir(parents=True, exist_ok=True)
-            pixels = np.asarray(Image.fromarray(image[0].numpy()).resize((width, height), Image.BILINEAR).convert("RGB"), dtype=np.float32)
+            pixels = np.asarray(Image.fromarray(image[0].numpy()).resize((width, height), Image.Resampling.BILINEAR).convert("RGB"), dtype=np.float32)
             for copy in range(copies):
                 noisy = pixels + generator.normal(0.0, noise, pixels.shape) if noise else pixels
                 buffer = io.BytesIO()
