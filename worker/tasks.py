@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sklearn.datasets  # noqa: F401  (built-in datasets and the model registry import these lazily: ~5 s per job if not preloaded)
 import timm  # noqa: F401
+import torch
 import torchvision.models  # noqa: F401
 from celery.exceptions import Ignore
 from celery.signals import worker_process_init
 
 # Import the training stack once in the worker's main process (no CUDA is touched here), so every
 # forked job process starts with torch, timm and the methods already loaded.
-import kdcore.training  # noqa: E402,F401
+import kdcore.training  # noqa: F401
 import worker.logging_hooks  # noqa: F401  (JSON or text logs carrying job IDs)
 import worker.webhooks  # noqa: F401  (starts the webhook dispatcher in the worker's main process)
 from core.celery_app import celery_app
@@ -21,16 +22,23 @@ from worker import sweep  # noqa: F401  (starts the reaper/sweeper in the worker
 from worker.ended_jobs import tidy_ended_job
 from worker.runner import JobRunner
 
-# Decode the built-in datasets here too (a few MB, no torch threads started): a job on one would
+# The main process forks every job process, so it runs torch on one thread: an OpenMP thread team
+# started here (one parallel op is enough) is not in the forked child, whose first parallel op then
+# waits on it forever. Each job process gets the machine's threads back as it starts.
+JOB_THREADS = torch.get_num_threads()
+torch.set_num_threads(1)
+
+# Decode the built-in datasets here too (a few MB, on the one thread): a job on one would
 # otherwise spend its first ~0.2 s loading and splitting it, and scikit-learn's lazy imports with it.
 for _name in BUILTIN_DATASETS:
     builtin_info(_name)
 
 
 @worker_process_init.connect
-def _fresh_connections(**_: object) -> None:
-    """A forked job process must not share the parent's pooled database connections."""
+def _fresh_job_process(**_: object) -> None:
+    """A forked job process must not share the parent's pooled database connections, and trains on every thread."""
     get_engine().dispose(close=False)
+    torch.set_num_threads(JOB_THREADS)
 
 
 @celery_app.task(name="worker.run_job", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
