@@ -4,12 +4,15 @@ FastAPI gives each route one body type. A :class:`JsonBodyRoute` matches only re
 is JSON, so registered ahead of the upload route on the same path it takes those and leaves every
 other request to the upload route; :func:`json_body_alternative` adds the JSON body to the upload
 operation's OpenAPI entry, since an OpenAPI path has one operation per method.
+:func:`add_json_or_upload_post` registers the pair in that order.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from fastapi import APIRouter
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.datastructures import Headers
@@ -33,3 +36,16 @@ class JsonBodyRoute(APIRoute):
 def json_body_alternative(model: type[BaseModel]) -> dict[str, Any]:
     """``openapi_extra`` documenting ``model`` as the operation's ``application/json`` request body."""
     return {"requestBody": {"content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+def add_json_or_upload_post(
+    router: APIRouter, *, json_endpoint: Callable[..., Any], json_model: type[BaseModel], upload_endpoint: Callable[..., Any], response_model: type[BaseModel]
+) -> None:
+    """``POST`` on the router's root, answering 201: JSON bodies (``json_model``) to ``json_endpoint``, every other body to ``upload_endpoint``.
+
+    The JSON route goes first and stays out of the OpenAPI document; the upload operation documents both bodies.
+    """
+    router.add_api_route(
+        "", json_endpoint, methods=["POST"], status_code=201, response_model=response_model, include_in_schema=False, route_class_override=JsonBodyRoute
+    )
+    router.add_api_route("", upload_endpoint, methods=["POST"], status_code=201, response_model=response_model, openapi_extra=json_body_alternative(json_model))

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import SettingsDep, TenantDep, in_session, in_session_long
 from api.errors import ApiError, not_found
-from api.json_route import JsonBodyRoute, json_body_alternative
+from api.json_route import add_json_or_upload_post
 from api.schemas.common import Page, PageCursor
 from api.schemas.datasets import DatasetFromUri
 from api.services import datasets as service
@@ -37,13 +37,6 @@ async def register_dataset(body: DatasetFromUri, settings: SettingsDep, tenant: 
     return await in_session_long(_register, settings, tenant, body)
 
 
-# Tried before the upload route: it takes only JSON bodies; the OpenAPI document shows both bodies on the one operation below.
-router.add_api_route(
-    "", register_dataset, methods=["POST"], status_code=201, response_model=DatasetOut, include_in_schema=False, route_class_override=JsonBodyRoute
-)
-
-
-@router.post("", status_code=201, response_model=DatasetOut, openapi_extra=json_body_alternative(DatasetFromUri))
 async def upload_dataset(
     settings: SettingsDep,
     tenant: TenantDep,
@@ -52,6 +45,9 @@ async def upload_dataset(
 ) -> DatasetOut:
     """Upload an archive (multipart), or register a set already in object storage (a JSON body with ``uri`` and ``format``)."""
     return await in_session_long(_store_dataset, settings, tenant, file, name)
+
+
+add_json_or_upload_post(router, json_endpoint=register_dataset, json_model=DatasetFromUri, upload_endpoint=upload_dataset, response_model=DatasetOut)
 
 
 def _list(session: Session, tenant: str, limit: int, cursor: str | None) -> Page[DatasetOut]:

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import SettingsDep, TenantDep, in_session, in_session_long
 from api.errors import ApiError, not_found
-from api.json_route import JsonBodyRoute, json_body_alternative
+from api.json_route import add_json_or_upload_post
 from api.schemas.common import Page, PageCursor
 from api.schemas.teachers import TeacherFromUri
 from api.services import teachers as service
@@ -59,13 +59,6 @@ async def register_teacher_from_uri(body: TeacherFromUri, settings: SettingsDep,
     return await in_session_long(_register_from_uri, settings, tenant, body)
 
 
-# Tried before the upload route: it takes only JSON bodies; the OpenAPI document shows both bodies on the one operation below.
-router.add_api_route(
-    "", register_teacher_from_uri, methods=["POST"], status_code=201, response_model=TeacherOut, include_in_schema=False, route_class_override=JsonBodyRoute
-)
-
-
-@router.post("", status_code=201, response_model=TeacherOut, openapi_extra=json_body_alternative(TeacherFromUri))
 async def upload_teacher(
     settings: SettingsDep,
     tenant: TenantDep,
@@ -83,6 +76,9 @@ async def upload_teacher(
 ) -> TeacherOut:
     """Upload a model (multipart), or register one by reference (a JSON body with ``uri``, the same fields otherwise)."""
     return await in_session_long(_store_teacher, settings, tenant, file, format, arch, num_classes, input_size, mean, std, name, arch_kwargs)
+
+
+add_json_or_upload_post(router, json_endpoint=register_teacher_from_uri, json_model=TeacherFromUri, upload_endpoint=upload_teacher, response_model=TeacherOut)
 
 
 def _list(session: Session, tenant: str, limit: int, cursor: str | None) -> Page[TeacherOut]:
