@@ -39,6 +39,31 @@ def standardize_logits(logits: Tensor, eps: float = 1e-7) -> Tensor:
     return (logits - logits.mean(dim=-1, keepdim=True)) / (eps + logits.std(dim=-1, keepdim=True))
 
 
+def distillation_logits(student_logits: Tensor, teacher_logits: Tensor, standardize: bool) -> tuple[Tensor, Tensor]:
+    """The logits the distillation loss compares: as they are, or each row z-scored (:func:`standardize_logits`)."""
+    if not standardize:
+        return student_logits, teacher_logits
+    return standardize_logits(student_logits), standardize_logits(teacher_logits)
+
+
+def ce_and_kd_terms(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    target: Tensor,
+    temperature: float | Tensor,
+    ce_weight: float,
+    kd_weight: float,
+    standardize: bool = False,
+) -> dict[str, Tensor]:
+    """Hinton KD's objective as named terms: ``ce`` = ce_weight·CE(z_s, y), ``kd`` = kd_weight·:func:`kd_loss`.
+
+    One computation for ``kd`` and ``ctkd``, which differ only in where τ comes from. ``standardize``
+    z-scores both logits for the KD term alone; the CE term always sees the raw student logits.
+    """
+    student_in, teacher_in = distillation_logits(student_logits, teacher_logits, standardize)
+    return {"ce": ce_weight * F.cross_entropy(student_logits, target), "kd": kd_weight * kd_loss(student_in, teacher_in, temperature)}
+
+
 def soft_cross_entropy(student_logits: Tensor, target_probs: Tensor) -> Tensor:
     """Mean over the batch of −Σ p·log softmax(z_s): cross-entropy against a soft label."""
     return -(target_probs * F.log_softmax(student_logits, dim=1)).sum(dim=1).mean()

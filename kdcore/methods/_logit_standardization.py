@@ -15,9 +15,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import Field
-from torch import Tensor
-
-from kdcore.losses import standardize_logits
 
 BASE_TEMPERATURE = 2.0
 KD_WEIGHT = 9.0
@@ -30,10 +27,3 @@ LogitStandardization = Annotated[
 def logit_standardization_preset(**values: Any) -> dict[str, dict[str, Any]]:
     """The ``presets`` entry: the flag on, plus the official code's companion values."""
     return {"logit_standardization": {"logit_standardization": True, **values}}
-
-
-def distillation_logits(student_logits: Tensor, teacher_logits: Tensor, standardize: bool) -> tuple[Tensor, Tensor]:
-    """The logits the distillation loss compares: as they are, or each row z-scored."""
-    if not standardize:
-        return student_logits, teacher_logits
-    return standardize_logits(student_logits), standardize_logits(teacher_logits)

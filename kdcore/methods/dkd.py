@@ -24,9 +24,9 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from kdcore.data.loader import Batch
-from kdcore.losses import dkd_loss
+from kdcore.losses import distillation_logits, dkd_loss
 from kdcore.methods._curriculum import CurriculumSettings, CurriculumTemperature, FixedOrCurriculumTemperature, step_temperature
-from kdcore.methods._logit_standardization import BASE_TEMPERATURE, KD_WEIGHT, LogitStandardization, distillation_logits, logit_standardization_preset
+from kdcore.methods._logit_standardization import BASE_TEMPERATURE, KD_WEIGHT, LogitStandardization, logit_standardization_preset
 from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, Student, Teachers, with_total
 from kdcore.methods.registry import register_method
 

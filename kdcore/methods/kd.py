@@ -12,12 +12,11 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 from torch import Tensor
-from torch.nn import functional as F
 
 from kdcore.data.loader import Batch
-from kdcore.losses import kd_loss
+from kdcore.losses import ce_and_kd_terms
 from kdcore.methods._curriculum import CurriculumSettings, CurriculumTemperature, FixedOrCurriculumTemperature, step_temperature
-from kdcore.methods._logit_standardization import BASE_TEMPERATURE, KD_WEIGHT, LogitStandardization, distillation_logits, logit_standardization_preset
+from kdcore.methods._logit_standardization import BASE_TEMPERATURE, KD_WEIGHT, LogitStandardization, logit_standardization_preset
 from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, Student, Teachers, with_total
 from kdcore.methods.registry import register_method
 
@@ -54,14 +53,7 @@ class KD(Distiller[KDHyperparams]):
         logits = self.student(batch.images)
         hp = self.hparams
         tau = step_temperature(self.curriculum, hp.temperature, teacher, logits, info.epoch)
-        student_in, teacher_in = distillation_logits(logits, teacher, hp.logit_standardization)
-        return with_total(
-            logits,
-            {
-                "ce": hp.ce_weight * F.cross_entropy(logits, batch.labels),
-                "kd": hp.kd_weight * kd_loss(student_in, teacher_in, tau),
-            },
-        )
+        return with_total(logits, ce_and_kd_terms(logits, teacher, batch.labels, tau, hp.ce_weight, hp.kd_weight, hp.logit_standardization))
 
     def signals(self) -> dict[str, float]:
         return self.curriculum.signals() if self.curriculum is not None else {}
