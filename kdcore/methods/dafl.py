@@ -37,6 +37,7 @@ from torch.nn import functional as F
 
 from kdcore.data.loader import Batch
 from kdcore.losses import kd_loss
+from kdcore.methods._generator_step import step_generator
 from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, Student, Teachers, with_total
 from kdcore.methods.registry import register_method
 from kdcore.models.features import FeatureModel
@@ -132,9 +133,7 @@ class DAFL(Distiller[DAFLHyperparams]):
         entropy = information_entropy_loss(teacher_logits)
         activation = activation_loss(pre_logits)
         generator_loss = hp.one_hot_weight * one_hot + hp.entropy_weight * entropy + hp.activation_weight * activation
-        self.generator_optimizer.zero_grad(set_to_none=True)
-        generator_loss.backward()
-        self.generator_optimizer.step()
+        step_generator(self.generator_optimizer, generator_loss)
         logits = self.student(images.detach())
         kd = kd_loss(logits.float(), teacher_logits.detach(), hp.kd_temperature)
         return with_total(logits, {"kd": kd}, one_hot=one_hot.detach(), information_entropy=entropy.detach(), activation=activation.detach())

@@ -34,6 +34,7 @@ from torch.nn import functional as F
 from kdcore.data.loader import Batch
 from kdcore.errors import BadTeacher
 from kdcore.losses import kd_loss
+from kdcore.methods._generator_step import step_generator
 from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo, Student, Teachers, with_total
 from kdcore.methods.registry import register_method
 
@@ -222,9 +223,7 @@ class DataFreeGenerative(Distiller[DataFreeGenerativeHyperparams]):
         batchnorm = self.moments.loss()
         total_variation, norm = image_priors(images)
         generator_loss = F.cross_entropy(teacher_logits, labels) + hp.bn_weight * batchnorm + hp.tv_weight * total_variation + hp.l2_weight * norm
-        self.generator_optimizer.zero_grad(set_to_none=True)
-        generator_loss.backward()
-        self.generator_optimizer.step()
+        step_generator(self.generator_optimizer, generator_loss)
 
         logits = self.student(images.detach())
         teacher_logits = teacher_logits.detach()
