@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from datasets import digits_zip
 from service import wait_for_job
+from teacher_uploads import upload_trained_teacher
 
 from kdcore.methods import list_methods
 
@@ -24,12 +25,7 @@ def embedded(tmp_path_factory):
 @pytest.fixture(scope="module")
 def uploads(embedded, trained_teacher, tmp_path_factory):
     client = embedded.client()
-    with open(trained_teacher["path"], "rb") as handle:
-        teacher = client.post(
-            "/v1/teachers",
-            files={"file": ("t.safetensors", handle)},
-            data={"format": "safetensors", "arch": "cifar_resnet8", "num_classes": "10", "input_size": "3,32,32"},
-        ).json()
+    teacher = upload_trained_teacher(client, trained_teacher)
     archive = digits_zip(tmp_path_factory.mktemp("small") / "small.zip", size=16, per_class_limit=16)
     with open(archive, "rb") as handle:
         dataset = client.post("/v1/datasets", files={"file": ("small.zip", handle)}).json()

@@ -9,19 +9,17 @@ thread-safe (an occasional "Runtime Error" inside schemathesis, not in the API).
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from safetensors.torch import save
 from service import Service
+from teacher_uploads import upload_untrained_grey_teacher
 
 from e2e.conftest import start_service, stop_service
 from e2e.test_faults import tiny_job
-from kdcore.models import create_model
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres]
 RUN_SCHEMATHESIS = "import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())"
@@ -56,17 +54,11 @@ def fuzzed(tmp_path):
 def _seed(service: Service) -> dict[str, str]:
     """A teacher and an ended job for the fuzzer's path parameters."""
     client = service.client()
-    weights = save({k: v.contiguous() for k, v in create_model("cifar_resnet8", num_classes=10, in_chans=1).state_dict().items()})
-    teacher = client.post(
-        "/v1/teachers",
-        files={"file": ("t.safetensors", io.BytesIO(weights))},
-        data={"format": "safetensors", "arch": "cifar_resnet8", "num_classes": "10", "input_size": "1,8,8"},
-    )
-    assert teacher.status_code == 201, teacher.text
-    job = client.post("/v1/jobs", json={**tiny_job(), "method": "kd", "teachers": [teacher.json()["id"]]})
+    teacher = upload_untrained_grey_teacher(client)
+    job = client.post("/v1/jobs", json={**tiny_job(), "method": "kd", "teachers": [teacher]})
     assert job.status_code == 201, job.text
     assert client.post(f"/v1/jobs/{job.json()['id']}/cancel").json()["status"] == "cancelled"
-    return {"key": service.key, "teacher": teacher.json()["id"], "job": job.json()["id"]}
+    return {"key": service.key, "teacher": teacher, "job": job.json()["id"]}
 
 
 def test_fuzzing_the_openapi_document_finds_no_5xx_and_no_violation(fuzzed: Service, tmp_path: Path):

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from datasets import digits_zip
 from service import free_port, wait_for_job, wait_until
+from teacher_uploads import upload_trained_teacher
 
 from client.client import DistilleryClient
 from e2e.conftest import start_service, stop_service
@@ -86,12 +87,7 @@ def wait_for_mlflow(server: dict) -> httpx.Client:
 def deployment(mlflow_server, trained_teacher, tmp_path_factory):
     svc = start_service("embedded", tmp_path_factory.mktemp("svc-mlflow"), MLFLOW_TRACKING_URI=mlflow_server["url"])
     client = svc.client()
-    with open(trained_teacher["path"], "rb") as handle:
-        teacher = client.post(
-            "/v1/teachers",
-            files={"file": ("t.safetensors", handle)},
-            data={"format": "safetensors", "arch": "cifar_resnet8", "num_classes": "10", "input_size": "3,32,32"},
-        ).json()["id"]
+    teacher = upload_trained_teacher(client, trained_teacher)["id"]
     archive = digits_zip(tmp_path_factory.mktemp("small") / "small.zip", size=16, per_class_limit=16)
     with open(archive, "rb") as handle:
         dataset = client.post("/v1/datasets", files={"file": ("small.zip", handle)}).json()["id"]

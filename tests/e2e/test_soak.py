@@ -7,7 +7,6 @@ issue's figure is 200: ``make soak``); the default keeps the test near two minut
 
 from __future__ import annotations
 
-import io
 import os
 import threading
 import time
@@ -16,12 +15,11 @@ from collections import Counter
 import httpx
 import pytest
 import torch
-from safetensors.torch import save
 from service import Service, wait_until
+from teacher_uploads import upload_untrained_grey_teacher
 
 from e2e.conftest import start_service, stop_service
 from e2e.test_faults import TERMINAL, assert_one_terminal_event_each, tiny_job
-from kdcore.models import create_model
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres]
 TENANTS = ("ant", "bee", "cat", "dog")
@@ -42,16 +40,9 @@ def soak_jobs() -> int:
 
 
 def _teacher(client: httpx.Client) -> str:
-    """An untrained cifar_resnet8 on 1×8×8 inputs: enough to distil from, fast to run."""
+    """The untrained grey teacher, the same weights for every tenant."""
     torch.manual_seed(0)
-    weights = save({k: v.contiguous() for k, v in create_model("cifar_resnet8", num_classes=10, in_chans=1).state_dict().items()})
-    response = client.post(
-        "/v1/teachers",
-        files={"file": ("t.safetensors", io.BytesIO(weights))},
-        data={"format": "safetensors", "arch": "cifar_resnet8", "num_classes": "10", "input_size": "1,8,8"},
-    )
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
+    return upload_untrained_grey_teacher(client)
 
 
 def _body(recipe: str, seed: int, teacher: str) -> dict:

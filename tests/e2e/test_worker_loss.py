@@ -6,6 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load
 from service import wait_for_job, wait_until
+from teacher_uploads import upload_trained_teacher
 
 from e2e.conftest import start_service, stop_service
 
@@ -35,12 +36,7 @@ def _student(client, job_id: str) -> dict[str, torch.Tensor]:
 def test_sigkilled_worker_job_resumes_from_checkpoint_with_identical_result(fast_reaping_service, trained_teacher):
     service = fast_reaping_service
     client = service.client()
-    with open(trained_teacher["path"], "rb") as handle:
-        teacher = client.post(
-            "/v1/teachers",
-            files={"file": ("t.safetensors", handle)},
-            data={"format": "safetensors", "arch": "cifar_resnet8", "num_classes": "10", "input_size": "3,32,32"},
-        ).json()
+    teacher = upload_trained_teacher(client, trained_teacher)
     body = {
         "method": "kd",
         "teachers": [teacher["id"]],
