@@ -113,6 +113,13 @@ def _running_past(client: httpx.Client, job_id: str, step: int):
     return check
 
 
+def _training_job(client: httpx.Client, what: str) -> dict:
+    """A 25-epoch tiny job, submitted and waited for until it trains past step 10: still running when the fault comes."""
+    job = client.post("/v1/jobs", json=tiny_job(epochs=25)).json()
+    wait_until(_running_past(client, job["id"], 10), 240, 0.2, what)
+    return job
+
+
 @pytest.fixture(scope="module")
 def restartable(tmp_path_factory):
     service = start_service("postgres", tmp_path_factory.mktemp("faults"), workers=1, **FAST_SWEEP)
@@ -125,8 +132,7 @@ def restartable(tmp_path_factory):
 def test_jobs_survive_a_redis_restart(restartable):
     """The running job keeps going; the queued job's message dies with Redis and the sweep sends it again."""
     client = restartable.client()
-    running = client.post("/v1/jobs", json=tiny_job(epochs=25)).json()
-    wait_until(_running_past(client, running["id"], 10), 240, 0.2, "the first job to start training")
+    running = _training_job(client, "the first job to start training")
     queued = client.post("/v1/jobs", json=tiny_job()).json()
     restart_redis()
     assert client.get(f"/v1/jobs/{queued['id']}").json()["status"] == "queued"
@@ -141,8 +147,7 @@ def test_jobs_survive_a_redis_restart(restartable):
 def test_a_job_survives_a_postgres_restart(restartable):
     """Every connection dies mid-training: buffered progress goes out later, the job is not reaped, it succeeds once."""
     client = restartable.client()
-    job = client.post("/v1/jobs", json=tiny_job(epochs=25)).json()
-    wait_until(_running_past(client, job["id"], 10), 240, 0.2, "the job to start training")
+    job = _training_job(client, "the job to start training")
     restart_postgres()
     done = wait_for_job(client, job["id"], timeout=300)
     assert done["status"] == "succeeded" and done["attempts"] == 1, (done, restartable.logs())
