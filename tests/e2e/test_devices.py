@@ -12,8 +12,7 @@ import signal
 import time
 
 import pytest
-from scale_jobs import assert_cancel_ends_every_rank, kd_body, upload_teacher, wait_for_ranks, wait_for_step, wait_until_gone
-from service import wait_for_job
+from scale_jobs import assert_cancel_ends_every_rank, kd_body, upload_teacher, wait_for_ranks, wait_for_step, wait_for_success, wait_until_gone
 
 from e2e.conftest import start_service, stop_service
 
@@ -42,8 +41,7 @@ def test_a_killed_rank_ends_the_attempt_and_the_job_resumes_to_succeeded(embedde
     killed = time.monotonic()
     wait_until_gone(pids, GONE_WITHIN_S)
     assert time.monotonic() - killed < GONE_WITHIN_S
-    done = wait_for_job(client, job["id"], timeout=600)
-    assert done["status"] == "succeeded", (done["error"], embedded.logs()[-3000:])
+    done = wait_for_success(embedded, client, job["id"])
     assert done["attempts"] == 2
     assert done["metrics"]["job/world_size"] == 2.0
     assert done["metrics"]["job/resumed_from_step"] >= 3

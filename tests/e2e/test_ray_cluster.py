@@ -8,8 +8,7 @@ world of two ranks, and a cancelled one ends its Ray workers within seconds.
 from __future__ import annotations
 
 import pytest
-from scale_jobs import assert_cancel_ends_every_rank, kd_body, upload_teacher
-from service import wait_for_job
+from scale_jobs import assert_cancel_ends_every_rank, kd_body, upload_teacher, wait_for_success
 
 from e2e.conftest import start_service, stop_service
 
@@ -36,8 +35,7 @@ def teacher(ray_service, tmp_path_factory):
 def test_a_two_node_job_succeeds(ray_service, teacher):
     client = ray_service.client()
     job = client.post("/v1/jobs", json=kd_body(teacher, nodes=2, epochs=1, batch_size=256)).json()
-    done = wait_for_job(client, job["id"], timeout=600)
-    assert done["status"] == "succeeded", (done["error"], ray_service.logs()[-3000:])
+    done = wait_for_success(ray_service, client, job["id"])
     assert done["metrics"]["job/world_size"] == 2.0
     assert done["metrics"]["val/top1"] > 0
 

@@ -58,6 +58,13 @@ def wait_for_step(client: httpx.Client, job_id: str, step: int, timeout: float =
     return wait_until(reached, timeout, 0.2, f"{job_id} to pass step {step}")
 
 
+def wait_for_success(service: Service, client: httpx.Client, job_id: str) -> dict:
+    """The job once it has ended, which must be ``succeeded``: else the failure names its error and the tail of the service's logs."""
+    done = wait_for_job(client, job_id, timeout=600)
+    assert done["status"] == "succeeded", (done["error"], service.logs()[-3000:])
+    return done
+
+
 def assert_cancel_ends_every_rank(service: Service, body: dict, ranks: int, within_s: float) -> None:
     """Submit ``body``, cancel it once it trains: it ends ``cancelled`` and every one of its ``ranks`` is gone within ``within_s``."""
     client = service.client()
