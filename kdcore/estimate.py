@@ -47,10 +47,19 @@ class JobEstimate:
 
 
 def module_flops(model: nn.Module, input_size: Sequence[int]) -> float:
-    """Forward FLOPs of ``model`` for one image of ``input_size`` (C, H, W)."""
+    """Forward FLOPs of ``model`` for one image of ``input_size`` (C, H, W).
+
+    Counted in eval mode: in training mode the probe would move BatchNorm's running statistics (and
+    so the trained model), and a BatchNorm over a 1×1 map refuses a batch of one.
+    """
     device = next(iter(model.parameters()), torch.empty(0)).device
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, *input_size, device=device))
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, *input_size, device=device))
+    finally:
+        model.train(training)
     return float(counter.get_total_flops())
 
 

@@ -1,9 +1,11 @@
 """Every job states its estimated duration in its first events and in its metrics, from the cost model."""
 
+import torch
 from factories import save_teacher
 
-from kdcore.estimate import CPU_SECONDS_PER_FORWARD_FLOP, arch_flops, estimate_job
+from kdcore.estimate import CPU_SECONDS_PER_FORWARD_FLOP, arch_flops, estimate_job, module_flops
 from kdcore.events import TrainCallbacks
+from kdcore.models import create_model
 from kdcore.spec import JobSpec
 from kdcore.training import train
 
@@ -52,3 +54,11 @@ def test_the_estimate_is_flops_times_images_at_the_measured_rate():
     estimate = estimate_job("kd", {}, 2, 64, student, [teacher], 640)
     assert (estimate.steps, estimate.training_images, estimate.synthesis_images) == (20, 1280, 0)
     assert estimate.seconds == 1280 * (3 * student + teacher) * CPU_SECONDS_PER_FORWARD_FLOP
+
+
+def test_counting_flops_leaves_a_training_student_as_it_was():
+    """resnet10t at 32 px ends on a 1×1 map: in training mode its BatchNorm refuses one image, and any forward would move its statistics."""
+    student = create_model("resnet10t", num_classes=10).train()
+    before = {name: buffer.clone() for name, buffer in student.named_buffers()}
+    assert module_flops(student, (3, 32, 32)) > 0
+    assert student.training and all(torch.equal(buffer, before[name]) for name, buffer in student.named_buffers())
