@@ -150,7 +150,8 @@ class StoreError:
     def measure(cls, logits: Tensor, stored: Tensor, temperature: float) -> StoreError:
         target = F.log_softmax(logits.float() / temperature, dim=1)
         kl = F.kl_div(F.log_softmax(stored / temperature, dim=1), target, reduction="sum", log_target=True)
-        return cls(float(kl), len(logits), float((stored - logits.float()).abs().max()) if len(logits) else 0.0)
+        # a KL is never negative; one of two nearly equal distributions can round to a few 1e-9 below zero
+        return cls(max(0.0, float(kl)), len(logits), float((stored - logits.float()).abs().max()) if len(logits) else 0.0)
 
     def metadata(self) -> dict[str, str]:
         return {"kl_sum": repr(self.kl_sum), "rows": str(self.rows), "max_logit_error": repr(self.max_logit_error)}
