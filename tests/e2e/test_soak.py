@@ -27,8 +27,10 @@ TENANTS = ("ant", "bee", "cat", "dog")
 RECIPES = {
     "ok": ({}, "succeeded", None),
     "kd": ({}, "succeeded", None),
-    "nan": ({"lr": 10.0, "weight_decay": 1.0}, "failed", "nan_loss"),
-    "timeout": ({"time_limit_s": 0.2}, "failed", "timeout"),  # above the cost model's 0.15 s (else 422 at submit), below a real run
+    "nan": ({"epochs": 3, "lr": 10.0, "weight_decay": 1.0}, "failed", "nan_loss"),  # diverges near step 20 of 69
+    # The cost model counts FLOPs (0.2 s for these 2 epochs, under the limit, else 422 at submit); at batch 4 the
+    # per-step overhead it leaves out makes the real run last seconds (about 700 steps at ~2,000 images/s).
+    "timeout": ({"epochs": 2, "batch_size": 4, "time_limit_s": 0.5}, "failed", "timeout"),
     "cancel_queued": ({}, "cancelled", "cancelled"),
     "cancel_running": ({"epochs": 60}, "cancelled", "cancelled"),
 }
