@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+
 import sklearn.datasets  # noqa: F401  (built-in datasets and the model registry import these lazily: ~5 s per job if not preloaded)
 import timm  # noqa: F401
 import torch
@@ -36,9 +38,12 @@ for _name in BUILTIN_DATASETS:
 
 @worker_process_init.connect
 def _fresh_job_process(**_: object) -> None:
-    """A forked job process must not share the parent's pooled database connections, and trains on every thread."""
+    """A forked job process must not share the parent's pooled database connections, trains on every thread, and may start
+    processes of its own: Celery marks its pool processes daemonic, which forbids children, but a streamed job forks loader
+    workers (they end with it: torch's DataLoader workers exit when their parent does)."""
     get_engine().dispose(close=False)
     torch.set_num_threads(JOB_THREADS)
+    multiprocessing.current_process()._config["daemon"] = False  # type: ignore[attr-defined]
 
 
 @celery_app.task(name="worker.run_job", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
