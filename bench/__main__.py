@@ -1,4 +1,4 @@
-"""``python -m bench all|train|meal|api|cuda|ranks``: run benchmarks, print one markdown report, write ``.bench/results.md``.
+"""``python -m bench all|train|meal|api|cuda|ranks|streaming``: run benchmarks, print one markdown report, write ``.bench/results.md``.
 
 Measuring only: ``python -m bench.readme`` copies the written reports into README.md.
 """
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from bench import service
-from kdcore.bench import cuda, meal, ranks, train_loop
+from bench import service, streaming_memory
+from kdcore.bench import cuda, meal, ranks, streaming, train_loop
 from kdcore.bench.results import RESULTS_FILE, Section, machine, report, write_report
 
 # One thread by default: on a shared or small machine, several threads per process oversubscribe the
@@ -27,6 +27,7 @@ BENCHES = {
     "api": lambda work: service.run(work / "api"),
     "cuda": lambda work: cuda.run(work / "cuda"),
     "ranks": lambda work: [ranks.run(work / "ranks")],
+    "streaming": lambda work: [*streaming.run(work / "streaming"), streaming_memory.run(work / "streaming-memory")],
 }
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from pydantic import ValidationError
 
+from kdcore.data.loader_pool import LoaderPool
 from kdcore.data.pipeline import Split, open_splits
 from kdcore.errors import BadDataset, BadSpec, BadTeacher
 from kdcore.methods import Distiller, Hyperparams, MethodContext
@@ -33,6 +34,12 @@ class RunData:
     num_classes: int
     input_size: tuple[int, int, int]
     streamed: bool = False
+    pool: LoaderPool | None = None
+
+    def close(self) -> None:
+        """Stop the streamed splits' loader workers."""
+        if self.pool is not None:
+            self.pool.close()
 
 
 def resolve_input_size(spec: JobSpec) -> tuple[int, int, int]:
@@ -55,8 +62,10 @@ def load_data(spec: JobSpec, method: type[Distiller]) -> RunData:
     train, val = opened.train, opened.val
     for teacher in spec.teachers:
         if teacher.num_classes != val.num_classes:
+            if opened.pool is not None:
+                opened.pool.close()
             raise BadDataset(f"teacher {teacher.name or teacher.path.name} has {teacher.num_classes} classes but the dataset has {val.num_classes}")
-    return RunData(train, val, val.num_classes, input_size, opened.streamed)
+    return RunData(train, val, val.num_classes, input_size, opened.streamed, opened.pool)
 
 
 def load_teachers(spec: JobSpec, method: type[Distiller]) -> list[Teacher]:

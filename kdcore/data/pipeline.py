@@ -21,11 +21,13 @@ from kdcore.data.imagefolder import scan
 from kdcore.data.images import ImageSet
 from kdcore.data.index import DatasetIndex
 from kdcore.data.loader import BatchPlan, TrainingBatches
+from kdcore.data.loader_pool import LoaderPool
 from kdcore.data.recipes import train_ops
 from kdcore.data.samples import SampleReader
 from kdcore.data.shard_cache import ShardCache
 from kdcore.data.stream import WINDOW_SHARDS, ShardedPlan, StreamedBatches, StreamedSplit, default_loader_workers
 from kdcore.errors import BadSpec
+from kdcore.runtime import resolve_runtime
 from kdcore.spec import DatasetSource, TrainingConfig
 
 Split = ImageSet | StreamedSplit
@@ -34,9 +36,12 @@ PER_SAMPLE_RECIPES = ("cifar", "imagenet")  # in memory, flip_crop runs batched 
 
 @dataclass
 class OpenedData:
+    """The splits; ``pool`` holds the loader workers of streamed ones (``close`` stops them)."""
+
     train: Split | None
     val: Split
     streamed: bool
+    pool: LoaderPool | None = None
 
 
 def decoded_bytes(counts: Sequence[int], input_size: Sequence[int]) -> int:
@@ -54,11 +59,11 @@ def _reader(source: DatasetSource, index: DatasetIndex, split: str, work_dir: Pa
 
 
 def held_in_memory(split: StreamedSplit) -> ImageSet:
-    """Decode every sample of ``split`` once (through its loader workers) into one uint8 tensor."""
+    """Decode every sample of ``split`` once, through its pool's workers, into one uint8 tensor."""
     channels, height, width = split.input_size
     images = torch.empty((len(split), channels, height, width), dtype=torch.uint8)
-    batches = [torch.arange(start, min(start + 256, len(split))) for start in range(0, len(split), 256)]
-    for item in split.loader(batches, 0, torch.device("cpu"), train=False):
+    requests = [(split.name, torch.arange(start, min(start + 256, len(split))), False) for start in range(0, len(split), 256)]
+    for item in split.pool.run(requests):
         images[item["indices"]] = item["images"]
     return ImageSet(images, split.labels.clone(), split.classes)
 
@@ -81,12 +86,19 @@ def open_splits(source: DatasetSource, config: TrainingConfig, input_size: tuple
         return OpenedData(loaded.get("train"), loaded["val"], streamed=False)
     index = index or index_local_tree(Path(source.root or "."))
     workers = config.loader_workers if config.loader_workers is not None else default_loader_workers()
-    opened: dict[str, Split] = {}
+    pool = LoaderPool(workers, pin_memory=resolve_runtime(config).device.type == "cuda" and streamed)
+    opened: dict[str, StreamedSplit] = {}
     for split in splits:
         recipe = config.augment if split == "val" or streamed else "none"
-        stream = StreamedSplit(_reader(source, index, split, work_dir), index.classes, input_size, recipe, workers)
-        opened[split] = stream if streamed else held_in_memory(stream)
-    return OpenedData(opened.get("train"), opened["val"], streamed)
+        opened[split] = StreamedSplit(_reader(source, index, split, work_dir), index.classes, input_size, recipe, pool, split)
+    if streamed:
+        pool.start()  # now, before the model exists: see kdcore.data.loader_pool
+        return OpenedData(opened.get("train"), opened["val"], streamed, pool)
+    try:
+        held = {name: held_in_memory(split) for name, split in opened.items()}
+    finally:
+        pool.close()
+    return OpenedData(held.get("train"), held["val"], streamed)
 
 
 def batch_plan(plan: BatchPlan, train: Split, method_name: str) -> BatchPlan:

@@ -43,11 +43,14 @@ def train(spec: JobSpec, callbacks: TrainCallbacks | None = None, world: World |
     phases = PhaseClock(callbacks)
     phases.enter("validating")
     run = prepare_run(spec, guard, world, phases)
-    estimate = estimate_run(run)
-    if world.is_main:
-        callbacks.on_notice("estimate", f"this job should take {estimate.describe()}")
-        callbacks.on_metrics([MetricPoint(ESTIMATE_METRIC, 0, 1, estimate.seconds)])
-    result = Trainer(run, callbacks, guard, phases).train()
+    try:
+        estimate = estimate_run(run)
+        if world.is_main:
+            callbacks.on_notice("estimate", f"this job should take {estimate.describe()}")
+            callbacks.on_metrics([MetricPoint(ESTIMATE_METRIC, 0, 1, estimate.seconds)])
+        result = Trainer(run, callbacks, guard, phases).train()
+    finally:
+        run.data.close()  # the streamed splits' loader workers
     if result is not None:
         result.metrics[ESTIMATE_METRIC] = estimate.seconds
     return result

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from image_trees import sharded_digits
@@ -11,6 +13,7 @@ from kdcore.data.augment import seeded_generator
 from kdcore.data.catalog import index_local_tree
 from kdcore.data.index import DatasetIndex
 from kdcore.data.loader import BatchPlan, TrainingBatches
+from kdcore.data.loader_pool import LoaderPool
 from kdcore.data.samples import SampleReader
 from kdcore.data.stream import SHARD_ORDER_STREAM, ShardedPlan, StreamedBatches, StreamedSplit
 from kdcore.errors import BadDataset
@@ -34,8 +37,19 @@ def shards(made):
     return made[2]
 
 
+POOLS: list[LoaderPool] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_pools():
+    yield
+    while POOLS:
+        POOLS.pop().close()
+
+
 def _split(index: DatasetIndex, workers: int, recipe: str = "cifar", split: str = "train") -> StreamedSplit:
-    return StreamedSplit(SampleReader(index, split), index.classes, SIZE, recipe, workers)
+    POOLS.append(LoaderPool(workers))
+    return StreamedSplit(SampleReader(index, split), index.classes, SIZE, recipe, POOLS[-1], split)
 
 
 def _plan(split: StreamedSplit, seed: int = 3) -> ShardedPlan:
@@ -123,13 +137,26 @@ def test_a_broken_sample_in_a_worker_fails_the_epoch_naming_shard_and_sample(sha
             pass
 
 
+def _stamping(split: StreamedSplit, stamp) -> StreamedSplit:
+    """``split`` with every decoded image filled with ``stamp()``, computed in whichever process decodes it."""
+    split.reader.decode = lambda i, channels, size=None: torch.full((channels, *SIZE[1:]), stamp(), dtype=torch.uint8)
+    return split
+
+
 def test_loader_workers_run_one_torch_thread(shards):
-    split = _split(shards, 2, recipe="none")
-    split.reader.decode = lambda i, channels, size=None: torch.full((channels, *SIZE[1:]), torch.get_num_threads(), dtype=torch.uint8)
+    split = _stamping(_split(shards, 2, recipe="none"), torch.get_num_threads)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        items = list(split.loader([torch.arange(0, 4), torch.arange(4, 8), torch.arange(8, 12)], 0, CPU, train=False))
+        images, _ = zip(*split.evaluation_batches(4, CPU), strict=True)
     finally:
         torch.set_num_threads(before)
-    assert [int(item["images"].max()) for item in items] == [1, 1, 1]
+    assert {round(float(batch.max()) * 255) for batch in images} == {1}
+
+
+def test_the_workers_are_forked_once_for_every_epoch_and_evaluation(shards):
+    split = _stamping(_split(shards, 2, recipe="none"), lambda: os.getpid() % 251)
+    batches = StreamedBatches(split, _plan(split), CPU)
+    pids = [{round(float(b.images.max()) * 255) for b in batches.epoch(epoch)} for epoch in (0, 1)]
+    pids.append({round(float(images.max()) * 255) for images, _ in split.evaluation_batches(8, CPU)})
+    assert pids[0] == pids[1] == pids[2] and len(pids[0]) == 2 and os.getpid() % 251 not in pids[0]
