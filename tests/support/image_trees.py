@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import NamedTuple
 
 from kdcore.bench.image_folders import digits_tree
 from kdcore.data.index import DatasetIndex
 from kdcore.data.shards import write_shards
 
 
-def sharded_digits(folder: Path, per_class: int, shard_bytes: int, size: int = 12) -> tuple[Path, Path, DatasetIndex]:
-    """A digits tree under ``folder/tree`` and its WebDataset shards under ``folder/shards``; (tree, shards, index with base_uri)."""
+class ShardedDigits(NamedTuple):
+    """A digits tree, the folder of its WebDataset shards, and their index (``base_uri`` pointing at that folder)."""
+
+    tree: Path
+    shards: Path
+    index: DatasetIndex
+
+
+def sharded_digits(folder: Path, per_class: int, shard_bytes: int, size: int = 12) -> ShardedDigits:
+    """A digits tree under ``folder/tree`` and its WebDataset shards under ``folder/shards``."""
     tree = digits_tree(folder / "tree", size, per_class)
     index = write_shards(tree, folder / "shards", shard_bytes)
-    return tree, folder / "shards", index.model_copy(update={"base_uri": (folder / "shards").as_uri()})
+    return ShardedDigits(tree, folder / "shards", index.model_copy(update={"base_uri": (folder / "shards").as_uri()}))
 
 
 def zip_tree(root: Path, path: Path) -> Path:

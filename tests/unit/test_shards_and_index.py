@@ -6,7 +6,7 @@ import json
 import tarfile
 
 import pytest
-from image_trees import digits_tree, sharded_digits
+from image_trees import ShardedDigits, digits_tree, sharded_digits
 
 from kdcore.data import remote
 from kdcore.data.catalog import index_local_tree, index_uri, verify_sample
@@ -18,18 +18,8 @@ from kdcore.errors import BadDataset
 
 
 @pytest.fixture(scope="module")
-def made(tmp_path_factory):
+def digits(tmp_path_factory) -> ShardedDigits:
     return sharded_digits(tmp_path_factory.mktemp("data"), per_class=12, shard_bytes=20_000)
-
-
-@pytest.fixture(scope="module")
-def tree(made):
-    return made[0]
-
-
-@pytest.fixture(scope="module")
-def sharded(made):
-    return made[1], made[2]
 
 
 def test_webdataset_naming_splits_the_key_at_the_basenames_first_dot():
@@ -37,9 +27,9 @@ def test_webdataset_naming_splits_the_key_at_the_basenames_first_dot():
     assert sample_parts("000002.cls") == ("000002", "cls")
 
 
-def test_shards_hold_every_image_once_shuffled_across_shards_with_labels(tree, sharded):
-    out, index = sharded
-    items = scan(tree)
+def test_shards_hold_every_image_once_shuffled_across_shards_with_labels(digits):
+    out, index = digits.shards, digits.index
+    items = scan(digits.tree)
     assert index.counts() == {split: len(entries) for split, entries in items.items()}
     train = index.splits["train"].shards
     assert len(train) >= 3 and all(abs(s.size - (out / s.name).stat().st_size) == 0 for s in train)
@@ -50,8 +40,8 @@ def test_shards_hold_every_image_once_shuffled_across_shards_with_labels(tree, s
     assert read_back == originals
 
 
-def test_a_streamed_tar_indexes_to_the_entry_the_writer_recorded(sharded):
-    out, index = sharded
+def test_a_streamed_tar_indexes_to_the_entry_the_writer_recorded(digits):
+    out, index = digits.shards, digits.index
     entry = index.splits["val"].shards[0]
     with open(out / entry.name, "rb") as handle:
         assert index_tar(handle, entry.name, entry.size) == entry
@@ -60,8 +50,8 @@ def test_a_streamed_tar_indexes_to_the_entry_the_writer_recorded(sharded):
     assert names[0].endswith(".png") and names[1] == names[0].rsplit(".", 1)[0] + ".cls"
 
 
-def test_registration_takes_index_json_after_checking_it_and_reads_shards_without_it(sharded, tmp_path):
-    out, index = sharded
+def test_registration_takes_index_json_after_checking_it_and_reads_shards_without_it(digits, tmp_path):
+    out, index = digits.shards, digits.index
     taken = index_uri(out.as_uri(), "webdataset")
     assert taken.base_uri == out.as_uri() and taken.counts() == index.counts() and taken.classes == index.classes
     (out / INDEX_FILE).rename(tmp_path / INDEX_FILE)
@@ -73,8 +63,8 @@ def test_registration_takes_index_json_after_checking_it_and_reads_shards_withou
     assert verify_sample(walked, 20) == 20
 
 
-def test_an_index_that_disagrees_with_the_shards_is_refused(sharded, tmp_path):
-    out, index = sharded
+def test_an_index_that_disagrees_with_the_shards_is_refused(digits, tmp_path):
+    out, index = digits.shards, digits.index
     copy = tmp_path / "copy"
     for shard in index.splits["train"].shards + index.splits["val"].shards:
         (copy / shard.name).parent.mkdir(parents=True, exist_ok=True)
@@ -89,7 +79,8 @@ def test_an_index_that_disagrees_with_the_shards_is_refused(sharded, tmp_path):
         DatasetIndex.model_validate(data)
 
 
-def test_imagefolder_by_reference_lists_objects_and_refuses_broken_layouts(tree, tmp_path):
+def test_imagefolder_by_reference_lists_objects_and_refuses_broken_layouts(digits, tmp_path):
+    tree = digits.tree
     index = index_uri(tree.as_uri(), "imagefolder")
     assert index.format == "imagefolder" and index.shard_count() == 0 and len(index.classes) == 10
     assert index.counts() == {s: len(v) for s, v in scan(tree).items()}
@@ -110,8 +101,8 @@ def test_imagefolder_by_reference_lists_objects_and_refuses_broken_layouts(tree,
         index_uri(tree.as_uri(), "webdataset")
 
 
-def test_a_sample_that_does_not_decode_is_named_by_shard_and_key(sharded, tmp_path):
-    out, index = sharded
+def test_a_sample_that_does_not_decode_is_named_by_shard_and_key(digits, tmp_path):
+    out, index = digits.shards, digits.index
     shard = index.splits["val"].shards[0]
     bad = tmp_path / "bad.tar"
     bad.write_bytes((out / shard.name).read_bytes())
@@ -125,17 +116,17 @@ def test_a_sample_that_does_not_decode_is_named_by_shard_and_key(sharded, tmp_pa
         reader.decode(0, 3)
 
 
-def test_symbolic_links_in_a_registered_folder_are_refused(tree, tmp_path):
+def test_symbolic_links_in_a_registered_folder_are_refused(digits, tmp_path):
     linked = digits_tree(tmp_path / "l", size=8, per_class=2)
-    (linked / "train" / "0" / "escape.png").symlink_to(next(tree.rglob("*.png")))
+    (linked / "train" / "0" / "escape.png").symlink_to(next(digits.tree.rglob("*.png")))
     with pytest.raises(BadDataset, match="symbolic link"):
         index_uri(linked.as_uri(), "imagefolder")
     with pytest.raises(BadDataset, match="symbolic link"):
         index_local_tree(linked)
 
 
-def test_sample_table_is_compact_and_describes_samples(sharded):
-    _, index = sharded
+def test_sample_table_is_compact_and_describes_samples(digits):
+    index = digits.index
     table = SampleTable.of(index.splits["train"])
     assert table.offset.dtype.itemsize == 8 and table.shard.dtype.itemsize == 4
     assert table.describe(0).startswith("shard 'train/shard-")

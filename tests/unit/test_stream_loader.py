@@ -6,7 +6,7 @@ import os
 
 import pytest
 import torch
-from image_trees import sharded_digits
+from image_trees import ShardedDigits, sharded_digits
 
 from kdcore.data import imagefolder, remote
 from kdcore.data.augment import seeded_generator
@@ -23,18 +23,8 @@ SIZE = (3, 12, 12)
 
 
 @pytest.fixture(scope="module")
-def made(tmp_path_factory):
+def digits(tmp_path_factory) -> ShardedDigits:
     return sharded_digits(tmp_path_factory.mktemp("data"), per_class=10, shard_bytes=12_000)
-
-
-@pytest.fixture(scope="module")
-def tree(made):
-    return made[0]
-
-
-@pytest.fixture(scope="module")
-def shards(made):
-    return made[2]
 
 
 POOLS: list[LoaderPool] = []
@@ -61,8 +51,8 @@ def _same(a, b) -> None:
     torch.testing.assert_close(a.images, b.images, rtol=0, atol=0)
 
 
-def test_sharded_plan_is_a_seeded_permutation_read_window_by_window(shards):
-    split = _split(shards, 0)
+def test_sharded_plan_is_a_seeded_permutation_read_window_by_window(digits):
+    split = _split(digits.index, 0)
     plan = _plan(split)
     order, again, other = plan.order(0), plan.order(0), plan.order(1)
     assert torch.equal(order, again) and not torch.equal(order, other)
@@ -80,9 +70,9 @@ def test_sharded_plan_is_a_seeded_permutation_read_window_by_window(shards):
     assert position == len(split) and len(window_sizes) >= 2
 
 
-def test_batches_do_not_depend_on_the_number_of_workers_and_resume_exactly(shards):
-    serial = list(StreamedBatches(_split(shards, 0), _plan(_split(shards, 0)), CPU).epoch(1))
-    parallel_split = _split(shards, 2)
+def test_batches_do_not_depend_on_the_number_of_workers_and_resume_exactly(digits):
+    serial = list(StreamedBatches(_split(digits.index, 0), _plan(_split(digits.index, 0)), CPU).epoch(1))
+    parallel_split = _split(digits.index, 2)
     parallel = list(StreamedBatches(parallel_split, _plan(parallel_split), CPU).epoch(1))
     resumed = list(StreamedBatches(parallel_split, _plan(parallel_split), CPU).epoch(1, start_step=3))
     assert len(serial) == len(parallel) == len(resumed) + 3 == len(parallel_split) // 8
@@ -94,8 +84,8 @@ def test_batches_do_not_depend_on_the_number_of_workers_and_resume_exactly(shard
     assert not torch.equal(serial[0].images, list(StreamedBatches(parallel_split, _plan(parallel_split), CPU).epoch(2))[0].images)
 
 
-def test_rank_slices_put_together_are_the_single_device_batch(shards):
-    split = _split(shards, 0)
+def test_rank_slices_put_together_are_the_single_device_batch(digits):
+    split = _split(digits.index, 0)
     whole = list(StreamedBatches(split, _plan(split), CPU).epoch(0))
     ranks = [list(StreamedBatches(split, _plan(split), CPU, rank=r, world_size=2).epoch(0)) for r in range(2)]
     for step, batch in enumerate(whole):
@@ -104,7 +94,8 @@ def test_rank_slices_put_together_are_the_single_device_batch(shards):
         torch.testing.assert_close(glued, batch.images, rtol=0, atol=0)
 
 
-def test_streamed_imagefolder_without_augmentation_trains_on_the_in_memory_batches(tree):
+def test_streamed_imagefolder_without_augmentation_trains_on_the_in_memory_batches(digits):
+    tree = digits.tree
     index = index_local_tree(tree)
     streamed = _split(index, 2, recipe="none")
     memory = imagefolder.load_split(tree, "train", SIZE)
@@ -118,18 +109,18 @@ def test_streamed_imagefolder_without_augmentation_trains_on_the_in_memory_batch
     assert torch.equal(labels, stored.labels[:64])
 
 
-def test_a_broken_sample_in_a_worker_fails_the_epoch_naming_shard_and_sample(shards, tmp_path):
-    entry = shards.splits["train"].shards[1]
+def test_a_broken_sample_in_a_worker_fails_the_epoch_naming_shard_and_sample(digits, tmp_path):
+    entry = digits.index.splits["train"].shards[1]
     broken_shard = tmp_path / "train" / "shard-000001.tar"
     broken_shard.parent.mkdir(parents=True)
-    broken_shard.write_bytes(remote.read_all(remote.join(shards.base_uri, entry.name)))
+    broken_shard.write_bytes(remote.read_all(remote.join(digits.index.base_uri, entry.name)))
     with open(broken_shard, "r+b") as handle:
         handle.seek(entry.offsets[2])
         handle.write(b"\xff" * entry.sizes[2])
-    index = shards.model_copy(deep=True)
+    index = digits.index.model_copy(deep=True)
     for shard in index.splits["train"].shards:
         if shard.name != entry.name:
-            (tmp_path / shard.name).write_bytes(remote.read_all(remote.join(shards.base_uri, shard.name)))
+            (tmp_path / shard.name).write_bytes(remote.read_all(remote.join(digits.index.base_uri, shard.name)))
     index.base_uri = tmp_path.as_uri()
     split = _split(index, 2)
     with pytest.raises(BadDataset, match=rf"shard 'train/shard-000001.tar', sample '{entry.keys[2]}'"):
@@ -143,8 +134,8 @@ def _stamping(split: StreamedSplit, stamp) -> StreamedSplit:
     return split
 
 
-def test_loader_workers_run_one_torch_thread(shards):
-    split = _stamping(_split(shards, 2, recipe="none"), torch.get_num_threads)
+def test_loader_workers_run_one_torch_thread(digits):
+    split = _stamping(_split(digits.index, 2, recipe="none"), torch.get_num_threads)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -154,8 +145,8 @@ def test_loader_workers_run_one_torch_thread(shards):
     assert {round(float(batch.max()) * 255) for batch in images} == {1}
 
 
-def test_the_workers_are_forked_once_for_every_epoch_and_evaluation(shards):
-    split = _stamping(_split(shards, 2, recipe="none"), lambda: os.getpid() % 251)
+def test_the_workers_are_forked_once_for_every_epoch_and_evaluation(digits):
+    split = _stamping(_split(digits.index, 2, recipe="none"), lambda: os.getpid() % 251)
     batches = StreamedBatches(split, _plan(split), CPU)
     pids = [{round(float(b.images.max()) * 255) for b in batches.epoch(epoch)} for epoch in (0, 1)]
     pids.append({round(float(images.max()) * 255) for images, _ in split.evaluation_batches(8, CPU)})
