@@ -1,5 +1,6 @@
 import pytest
 import torch
+from distiller_steps import training_step
 from factories import make_batch, make_context, make_student, make_teacher
 
 from kdcore.losses import at_loss
@@ -44,9 +45,7 @@ def test_at_step_trains_student_only_and_sums_every_stage(tmp_path):
 def test_at_works_with_a_timm_student_at_another_resolution(tmp_path):
     pytest.importorskip("timm")
     distiller, _ = _distiller(tmp_path, "resnet10t", (3, 32, 32))
-    distiller.train()
-    out = distiller(make_batch(4, (3, 32, 32)), STEP)
-    out["loss"].backward()
+    out = training_step(distiller, make_batch(4, (3, 32, 32)), STEP)
     assert torch.isfinite(out["loss"]) and out["loss/at"] > 0
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in distiller.student.parameters())
 

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from distiller_steps import eval_step, training_step
 from factories import make_batch, make_context, make_student
 from torch.nn import functional as F
 
@@ -35,11 +36,9 @@ def test_byot_builds_one_exit_per_shallow_stage_and_trains_them_with_the_student
 
 
 def test_byot_losses_match_the_official_formulas():
-    distiller = _distiller().eval()  # BatchNorm in eval mode so the second pass below reproduces the first
-    batch = make_batch()
-    out = distiller(batch, STEP)
+    distiller, batch = _distiller(), make_batch()
+    out, logits, features = eval_step(distiller, batch, STEP)
     with torch.no_grad():
-        logits, features = distiller._student_features[0](batch.images)
         exits = [head(f) for head, f in zip(distiller.exits, features[:-1], strict=True)]
         soft = F.softmax(logits / 3, 1)
         deep = F.adaptive_avg_pool2d(features[-1], 1).flatten(1)
@@ -55,8 +54,6 @@ def test_byot_losses_match_the_official_formulas():
 def test_byot_works_with_a_timm_student():
     pytest.importorskip("timm")
     distiller = _distiller("resnet10t", (3, 32, 32))
-    distiller.train()
-    out = distiller(make_batch(4, (3, 32, 32)), STEP)
-    out["loss"].backward()
+    out = training_step(distiller, make_batch(4, (3, 32, 32)), STEP)
     assert torch.isfinite(out["loss"])
     assert all(p.grad is not None for p in distiller.exits.parameters())

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from distiller_steps import training_step
 from factories import make_batch, make_context, make_student, make_teacher
 from torch import nn
 
@@ -67,8 +68,6 @@ def test_fitnet_rejects_an_out_of_range_hint_stage(tmp_path):
 def test_fitnet_works_with_a_timm_student_at_another_resolution(tmp_path):
     pytest.importorskip("timm")
     distiller, _ = _distiller(tmp_path, "resnet10t", (3, 32, 32))
-    distiller.train()
-    out = distiller(make_batch(4, (3, 32, 32)), STEP)
-    out["loss"].backward()
+    out = training_step(distiller, make_batch(4, (3, 32, 32)), STEP)
     assert torch.isfinite(out["loss"])
     assert all(p.grad is not None for p in distiller.regressor.parameters())

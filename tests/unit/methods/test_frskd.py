@@ -1,4 +1,5 @@
 import torch
+from distiller_steps import eval_step
 from factories import make_batch, make_context, make_student
 from torch.nn import functional as F
 
@@ -40,11 +41,9 @@ def test_self_teacher_refines_each_level_at_its_resolution_with_wider_channels()
 
 
 def test_frskd_step_trains_student_and_self_teacher_with_the_official_loss():
-    distiller = _distiller().eval()  # BatchNorm in eval mode so the second pass below reproduces the first
-    batch = make_batch()
-    out = distiller(batch, STEP)
+    distiller, batch = _distiller(), make_batch()
+    out, logits, features = eval_step(distiller, batch, STEP)
     with torch.no_grad():
-        logits, features = distiller._student_features[0](batch.images)
         refined, teacher_logits = distiller.self_teacher(features)
     torch.testing.assert_close(out["loss/ce"], F.cross_entropy(logits, batch.labels))
     torch.testing.assert_close(out["loss/self_teacher_ce"], F.cross_entropy(teacher_logits, batch.labels))
