@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -55,6 +57,24 @@ def start_service(backend: str, tmp_path: Path, workers: int = 1, **settings: st
 def stop_service(service: Service) -> None:
     service.stop()
     service._context.__exit__(None, None, None)  # type: ignore[attr-defined]
+
+
+@contextmanager
+def running_service(backend: str, tmp_path: Path, workers: int = 1, **settings: str) -> Iterator[Service]:
+    """``start_service`` for the block and ``stop_service`` after it, so a module fixture is a ``with`` around its ``yield``."""
+    service = start_service(backend, tmp_path, workers, **settings)
+    try:
+        yield service
+    finally:
+        stop_service(service)
+
+
+@pytest.fixture(scope="module")
+def teacher(scale_service: Service, tmp_path_factory) -> str:
+    """The small KD teacher uploaded to ``scale_service``, the service a multi-rank test module (devices, Ray) starts for itself."""
+    from scale_jobs import upload_teacher
+
+    return upload_teacher(scale_service.client(), tmp_path_factory.mktemp("teacher"))
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from datasets import digits_zip
 
-from e2e.conftest import start_service, stop_service
+from e2e.conftest import running_service
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -31,9 +31,8 @@ UPLOAD_TIMEOUT_MS = 120_000  # the server loads and runs a teacher, or decodes e
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory):
-    svc = start_service("embedded", tmp_path_factory.mktemp("svc-console"))
-    yield svc
-    stop_service(svc)
+    with running_service("embedded", tmp_path_factory.mktemp("svc-console")) as svc:
+        yield svc
 
 
 @pytest.fixture(scope="module")

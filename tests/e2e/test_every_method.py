@@ -15,11 +15,10 @@ METHODS = [m for m in list_methods()]
 
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory):
-    from e2e.conftest import start_service, stop_service
+    from e2e.conftest import running_service
 
-    service = start_service("embedded", tmp_path_factory.mktemp("every-method"))
-    yield service
-    stop_service(service)
+    with running_service("embedded", tmp_path_factory.mktemp("every-method")) as service:
+        yield service
 
 
 @pytest.fixture(scope="module")

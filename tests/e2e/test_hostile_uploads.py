@@ -25,7 +25,7 @@ from onnx import TensorProto, helper, numpy_helper
 from safetensors.torch import save
 
 from api.services.teachers import CODE_MODEL_ADDRESS_SPACE_BYTES, inspect_teacher, run_isolated
-from e2e.conftest import start_service, stop_service
+from e2e.conftest import running_service
 from e2e.test_faults import tiny_job
 from kdcore.errors import BadTeacher
 from kdcore.models import create_model
@@ -49,11 +49,10 @@ class RunsCommand:
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
-    service = start_service("postgres", root, workers=0, DISTILLERY_ALLOW_CODE_MODELS="1")
-    service.markers = root / "markers"  # type: ignore[attr-defined]
-    service.markers.mkdir()
-    yield service
-    stop_service(service)
+    with running_service("postgres", root, workers=0, DISTILLERY_ALLOW_CODE_MODELS="1") as service:
+        service.markers = root / "markers"  # type: ignore[attr-defined]
+        service.markers.mkdir()
+        yield service
 
 
 def _refused(response, *words: str) -> None:
@@ -285,15 +284,14 @@ def _weights() -> bytes:
 @pytest.fixture(scope="module")
 def frugal(tmp_path_factory):
     """Room for two teachers and two active jobs per tenant; no worker, so jobs stay queued."""
-    service = start_service(
+    with running_service(
         "postgres",
         tmp_path_factory.mktemp("frugal"),
         workers=0,
         DISTILLERY_TENANT_MAX_STORAGE_BYTES=str(2 * len(_weights()) + 4096),
         DISTILLERY_TENANT_MAX_ACTIVE_JOBS="2",
-    )
-    yield service
-    stop_service(service)
+    ) as service:
+        yield service
 
 
 def _too_many(response, *words: str) -> None:

@@ -8,9 +8,9 @@ world of two ranks, and a cancelled one ends its Ray workers within seconds.
 from __future__ import annotations
 
 import pytest
-from scale_jobs import assert_cancel_ends_every_rank, kd_body, upload_teacher, wait_for_success
+from scale_jobs import assert_cancel_ends_every_rank, kd_body, wait_for_success
 
-from e2e.conftest import start_service, stop_service
+from e2e.conftest import running_service
 
 pytest.importorskip("ray.train.torch")
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -18,27 +18,23 @@ GONE_WITHIN_S = 20.0
 
 
 @pytest.fixture(scope="module")
-def ray_service(tmp_path_factory):
+def scale_service(tmp_path_factory):
     from ray_cluster import two_node_cluster
 
-    with two_node_cluster(tmp_path_factory.mktemp("ray")) as address:
-        service = start_service("embedded", tmp_path_factory.mktemp("ray-service"), DISTILLERY_RAY_ADDRESS=address)
+    with (
+        two_node_cluster(tmp_path_factory.mktemp("ray")) as address,
+        running_service("embedded", tmp_path_factory.mktemp("ray-service"), DISTILLERY_RAY_ADDRESS=address) as service,
+    ):
         yield service
-        stop_service(service)
 
 
-@pytest.fixture(scope="module")
-def teacher(ray_service, tmp_path_factory):
-    return upload_teacher(ray_service.client(), tmp_path_factory.mktemp("teacher"))
-
-
-def test_a_two_node_job_succeeds(ray_service, teacher):
-    client = ray_service.client()
+def test_a_two_node_job_succeeds(scale_service, teacher):
+    client = scale_service.client()
     job = client.post("/v1/jobs", json=kd_body(teacher, nodes=2, epochs=1, batch_size=256)).json()
-    done = wait_for_success(ray_service, client, job["id"])
+    done = wait_for_success(scale_service, client, job["id"])
     assert done["metrics"]["job/world_size"] == 2.0
     assert done["metrics"]["val/top1"] > 0
 
 
-def test_cancelling_a_two_node_job_ends_its_ray_workers(ray_service, teacher):
-    assert_cancel_ends_every_rank(ray_service, kd_body(teacher, nodes=2, epochs=20), 2, GONE_WITHIN_S)
+def test_cancelling_a_two_node_job_ends_its_ray_workers(scale_service, teacher):
+    assert_cancel_ends_every_rank(scale_service, kd_body(teacher, nodes=2, epochs=20), 2, GONE_WITHIN_S)

@@ -14,27 +14,24 @@ import time
 import pytest
 from service import Service
 
-from e2e.conftest import start_service, stop_service
+from e2e.conftest import running_service
 from e2e.test_faults import tiny_job
 
 pytestmark = [pytest.mark.e2e]
 RATE, BURST, BODY_CAP = 5, 5, 65536
+LIMITS = {
+    "DISTILLERY_API_PROCESSES": "1",
+    "DISTILLERY_RATE_LIMIT_RPS": str(RATE),
+    "DISTILLERY_RATE_LIMIT_BURST": str(BURST),
+    "DISTILLERY_MAX_JSON_BODY_BYTES": str(BODY_CAP),
+    "UVICORN_TIMEOUT_KEEP_ALIVE": "1",
+}
 
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory):
-    service = start_service(
-        "embedded",
-        tmp_path_factory.mktemp("limits"),
-        workers=0,
-        DISTILLERY_API_PROCESSES="1",
-        DISTILLERY_RATE_LIMIT_RPS=str(RATE),
-        DISTILLERY_RATE_LIMIT_BURST=str(BURST),
-        DISTILLERY_MAX_JSON_BODY_BYTES=str(BODY_CAP),
-        UVICORN_TIMEOUT_KEEP_ALIVE="1",
-    )
-    yield service
-    stop_service(service)
+    with running_service("embedded", tmp_path_factory.mktemp("limits"), workers=0, **LIMITS) as service:
+        yield service
 
 
 def test_ten_times_the_rate_is_refused_and_another_tenant_is_not(deployment: Service):
