@@ -12,13 +12,13 @@ from api.json_route import add_json_or_upload_post
 from api.schemas.common import Page, PageCursor
 from api.schemas.datasets import DatasetFromUri
 from api.services import datasets as service
+from api.services.input_deletion import delete_unused_input
 from api.services.listing import MAX_LIMIT, paginate
 from api.services.uploads import spooled_upload
 from client.models import Dataset as DatasetOut
 from core.config import Settings
 from core.jobstate import ACTIVE
 from core.models import DatasetRow, JobRow
-from core.storage import get_store
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -85,12 +85,8 @@ def _delete(session: Session, tenant: str, dataset_id: str) -> None:
     if row is None:
         raise not_found("dataset", dataset_id)
     active = session.scalars(select(JobRow).where(JobRow.tenant_id == tenant, JobRow.status.in_(ACTIVE))).all()
-    users = [job.id for job in active if job.spec.get("dataset") == dataset_id]
-    if users:
-        raise ApiError(409, f"dataset {dataset_id} is used by job {users[0]}, which is still queued or running; cancel it or wait")
-    session.delete(row)
-    session.commit()
-    get_store().delete_prefix(f"tenants/{tenant}/datasets/{dataset_id}")
+    user = next((job.id for job in active if job.spec.get("dataset") == dataset_id), None)
+    delete_unused_input(session, tenant, "dataset", row, user)
 
 
 @router.delete("/{dataset_id}", status_code=204)

@@ -7,11 +7,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.deps import SettingsDep, TenantDep, in_session, in_session_long
-from api.errors import ApiError, not_found
+from api.errors import not_found
 from api.json_route import add_json_or_upload_post
 from api.schemas.common import Page, PageCursor
 from api.schemas.teachers import TeacherFromUri
 from api.services import teachers as service
+from api.services.input_deletion import delete_unused_input
 from api.services.listing import MAX_LIMIT, paginate
 from api.services.teacher_sources import spooled_from_uri
 from api.services.uploads import spooled_upload
@@ -19,7 +20,6 @@ from client.models import Teacher as TeacherOut
 from core.config import Settings
 from core.jobstate import ACTIVE
 from core.models import JobRow, JobTeacher, TeacherRow
-from core.storage import get_store
 
 router = APIRouter(prefix="/v1/teachers", tags=["teachers"])
 
@@ -110,11 +110,7 @@ def _delete(session: Session, tenant: str, teacher_id: str) -> None:
     in_use = session.scalar(
         select(JobRow.id).join(JobTeacher, JobTeacher.job_id == JobRow.id).where(JobTeacher.teacher_id == teacher_id, JobRow.status.in_(ACTIVE)).limit(1)
     )
-    if in_use:
-        raise ApiError(409, f"teacher {teacher_id} is used by job {in_use}, which is still {'queued or running'}; cancel it or wait for it to finish")
-    session.delete(row)
-    session.commit()
-    get_store().delete_prefix(f"tenants/{tenant}/teachers/{teacher_id}")
+    delete_unused_input(session, tenant, "teacher", row, in_use)
 
 
 @router.delete("/{teacher_id}", status_code=204)

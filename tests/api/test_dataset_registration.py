@@ -42,6 +42,7 @@ def test_an_imagefolder_is_registered_where_it_lies_and_deleting_it_keeps_the_fi
     assert api.get(f"/v1/datasets/{body['id']}").json() == body
     job = api.post("/v1/jobs", json={"method": "supervised", "student": {"arch": "cifar_resnet8"}, "dataset": body["id"], "training": {"epochs": 1}})
     assert job.status_code == 201, job.text
+    problem(api.delete(f"/v1/datasets/{body['id']}"), 409, job.json()["id"], "queued or running")
     assert api.post(f"/v1/jobs/{job.json()['id']}/cancel").json()["status"] == "cancelled"
     assert api.delete(f"/v1/datasets/{body['id']}").status_code == 204
     assert (tree / "train").is_dir()
