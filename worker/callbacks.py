@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,7 +30,7 @@ from core.jobstate import WORKER_HELD
 from core.models import CheckpointRow, JobEvent, JobRow, utcnow
 from core.storage import ObjectStore
 from kdcore.events import MetricPoint, Progress, TrainCallbacks
-from worker.storage_writes import with_storage_retries
+from worker.storage_writes import LocalFileGone, put_local_file, with_storage_retries
 
 FLUSH_EVERY_S = 1.0
 CANCEL_POLL_S = 1.0
@@ -93,7 +94,11 @@ class DatabaseCallbacks(TrainCallbacks):
 
     def on_checkpoint(self, path: Path, global_step: int, epoch: int, epoch_end: bool) -> None:
         key = f"{self.checkpoint_prefix}/{path.name}"
-        stored = with_storage_retries(f"storing checkpoint {path.name} (step {global_step})", lambda: self.store.put_file(key, path))
+        try:
+            stored = with_storage_retries(f"storing checkpoint {path.name} (step {global_step})", partial(put_local_file, self.store, key, path))
+        except LocalFileGone:  # relayed from a Ray rank after the next checkpoint had already replaced and pruned it
+            log.info("checkpoint %s (step %d) was superseded before it could be stored; the newer one is kept", path.name, global_step)
+            return
         self.last_checkpoint = {
             "public_id": new_id("ckpt"),
             "global_step": global_step,

@@ -39,6 +39,17 @@ class StorageUnavailable(KdError):
     code = "storage_unavailable"
 
 
+class LocalFileGone(FileNotFoundError):
+    """The file to store no longer exists here: nothing an outage explains, so never retried."""
+
+
+def put_local_file(store: ObjectStore, key: str, path: Path) -> StoredObject:
+    """``store.put_file``, refusing at once (``LocalFileGone``) when ``path`` is gone."""
+    if not path.exists():
+        raise LocalFileGone(f"{path} is gone")
+    return store.put_file(key, path)
+
+
 def _reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
 
@@ -51,7 +62,7 @@ def with_storage_retries(operation: str, action: Callable[[], T]) -> T:
     while True:
         try:
             return action()
-        except (ValueError, TypeError):  # a bad key or argument is a bug, not an outage
+        except (ValueError, TypeError, LocalFileGone):  # a bad key or argument is a bug, a vanished source no outage
             raise
         except Exception as exc:
             if time.monotonic() + delay > deadline:
