@@ -26,7 +26,8 @@ BODY = {
     "method": "supervised",
     "student": {"arch": "cifar_resnet8"},
     "dataset": "builtin:digits",
-    "training": {"epochs": 2, "batch_size": 128, "seed": 11, "input_size": [3, 16, 16], "checkpoint_every_steps": 4, "log_every_steps": 2},
+    # 32 px so that a job lasts seconds: the CLI's pause and the worker kill must land while it runs
+    "training": {"epochs": 2, "batch_size": 128, "seed": 11, "input_size": [3, 32, 32], "checkpoint_every_steps": 4, "log_every_steps": 2},
     "export": ["safetensors", "torchscript"],
 }
 BN_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
@@ -119,7 +120,7 @@ def test_a_finished_job_shows_its_phases_checkpoints_and_one_based_epochs(deploy
     assert (meta["arch"], meta["num_classes"], json.loads(meta["input_size"]), meta["checkpoint_step"]) == (
         "cifar_resnet8",
         "10",
-        [3, 16, 16],
+        [3, 32, 32],
         str(2 * steps_per_epoch),
     )
 
