@@ -1,4 +1,4 @@
-"""The client half of the ``distillery`` command: upload, submit, watch, pause, resume, retry, cancel and download over HTTP.
+"""The client half of the ``distillery`` command: upload, submit, watch, pause, resume, retry, cancel, delete and download over HTTP.
 
 Configured by ``DISTILLERY_URL`` (default http://127.0.0.1:8000) and ``DISTILLERY_API_KEY``. What a
 script needs (IDs, a status word, file paths) goes alone on stdout, one per line; everything meant
@@ -73,6 +73,10 @@ def add_client_commands(commands: argparse._SubParsersAction) -> None:
     cancel = commands.add_parser("cancel", help="cancel a queued, running, pausing or paused job")
     cancel.add_argument("job")
     cancel.set_defaults(client_command=_cancel)
+
+    delete = commands.add_parser("delete", help="delete an ended job with its events, artifacts and checkpoints")
+    delete.add_argument("job")
+    delete.set_defaults(client_command=_delete)
 
     for name, summary in (
         ("pause", "pause a job: it stops after writing a checkpoint and frees its worker"),
@@ -233,6 +237,12 @@ def _cancel(client: DistilleryClient, args: argparse.Namespace) -> int:
         f"{job.id}: {'cancelled' if job.status == 'cancelled' else 'cancellation requested; it stops within seconds'} (status {job.status})", markup=False
     )
     print(job.id)
+    return 0
+
+
+def _delete(client: DistilleryClient, args: argparse.Namespace) -> int:
+    client.delete_job(args.job)
+    human.print(f"{args.job}: deleted, with its events, artifacts and checkpoints", markup=False)
     return 0
 
 

@@ -140,6 +140,10 @@ class DistilleryClient:
     def cancel_job(self, job_id: str) -> Job:
         return Job.model_validate(self._request("POST", f"/v1/jobs/{job_id}/cancel").json())
 
+    def delete_job(self, job_id: str) -> None:
+        """Remove an ended job with its events, artifacts and checkpoints (409 while it is active: cancel it first)."""
+        self._request("DELETE", f"/v1/jobs/{job_id}")
+
     def pause_job(self, job_id: str) -> Job:
         """A running job turns ``pausing``, then ``paused`` once its checkpoint is written; a queued one pauses at once."""
         return Job.model_validate(self._request("POST", f"/v1/jobs/{job_id}/pause").json())

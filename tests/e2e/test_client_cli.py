@@ -161,6 +161,8 @@ def test_cancel_ends_a_watched_job_with_a_failing_exit_code_and_a_signed_webhook
         try:
             metrics = wait_until(lambda: _running_metrics(deployment, job_id), 120, 0.5, what="heartbeat and samples/s gauges for the running job")
             assert metrics["heartbeat_age"] < 30 and metrics["samples_per_second"] > 0
+            active = distillery(deployment, workdir, "delete", job_id)
+            assert active.returncode == 1 and "cancel" in active.stderr, active.stderr
             assert _ok(deployment, workdir, "cancel", job_id) == job_id
             stdout, _ = watcher.communicate(timeout=120)
         finally:
@@ -172,6 +174,9 @@ def test_cancel_ends_a_watched_job_with_a_failing_exit_code_and_a_signed_webhook
     [request] = receiver.received("/hook")
     assert delivery.event == "job.cancelled" and json.loads(request["body"])["data"]["job"]["status"] == "cancelled"
     assert signature_ok(secret, request["headers"], request["body"])
+    distillery(deployment, workdir, "delete", job_id).check_returncode()
+    gone = distillery(deployment, workdir, "status", job_id)
+    assert gone.returncode == 1 and f"no job with id '{job_id}'" in gone.stderr
 
 
 def _running_metrics(svc, job_id: str) -> dict | None:
