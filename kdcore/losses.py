@@ -1,7 +1,7 @@
 """The functional core: every distillation loss as a pure function on tensors.
 
 Like ``torch.nn.functional``: no state, no modules, so each can be tested on hand-made tensors and
-reused outside the trainer. Names and signatures are public API (design/METHODS.md).
+reused outside the trainer. Names and signatures are public API.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ block's Σ_c F² is bilinearly resized to the shallower block's size before its 
 consecutive stages contributes an MSE (mean over pixels), and the pairs are summed:
 loss = CE + weight·Σ_m MSE(Ψ(F_m), Ψ(F_{m+1})), weight 0.1 (``scale_sad_distill``).
 SAD starts late (the paper adds it to a model "trained to a reasonable level"; the PyTorch code turns
-it on at ``sad_start_iter``): here after ``start_fraction`` of training, 0.5 as in design/METHODS.md.
+it on at ``sad_start_iter``): here after ``start_fraction`` of training, 0.5 by default.
 Neither map is detached in that code, so gradients reach both blocks; ``detach_target`` stops the
 gradient at block m+1 for the reading where the deeper map is a fixed target.
 Preset ``paper_ablation``: what the paper's ablations found best, SAD from 2/3 of training (40 of 60
