@@ -41,7 +41,7 @@ class Channel(filesystem.Channel):
     # kombu's own classes disagree on the second name (AbstractChannel: message, filesystem.Channel:
     # payload), so no name satisfies both; kombu passes it by position.
     def _put(self, queue: str, payload: dict, **kwargs: object) -> None:  # type: ignore[override]
-        name = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
+        name = f"{int(round(monotonic() * 1000)):015d}_{uuid.uuid4()}.{queue}.msg"  # padded: name order is arrival order
         final = Path(self.data_folder_out) / name
         try:
             os.replace(_write_whole(final, dumps(payload).encode()), final)

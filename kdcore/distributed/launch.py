@@ -9,9 +9,9 @@ driver, whose death ends its Ray workers), and this process:
 
 * relays what rank 0 reports (:mod:`kdcore.distributed.relay`) to the caller's callbacks;
 * polls ``callbacks.should_cancel()`` and the time limit, and on either ends the whole group;
-* on ``callbacks.should_pause()`` lets the ranks run to their next checkpoint (every
-  ``checkpoint_every_steps`` and at each epoch end), then ends the group and raises ``Paused``;
-  ranks stopping together at a step boundary would need every step to wait for a collective vote;
+* on ``callbacks.should_pause()`` asks the ranks to pause (:func:`kdcore.distributed.relay.request_pause`):
+  they agree at their next checkpoint (every ``checkpoint_every_steps`` and at each epoch end),
+  stop there together, and rank 0's ``Paused`` is raised here, naming the step the run resumes at;
 * ends the whole group when the launcher exits, for whatever reason, so no rank outlives the
   attempt. torch's launcher already stops every rank when one fails; the group kill is the backstop
   for a launcher that was itself killed.
@@ -26,9 +26,9 @@ import sys
 import time
 from pathlib import Path
 
-from kdcore.distributed.relay import RelayReader, error_of, replay, result_of
+from kdcore.distributed.relay import PAUSE_FILE, RelayReader, error_of, replay, request_pause, result_of
 from kdcore.distributed.world import world_size_of
-from kdcore.errors import BadSpec, Cancelled, Paused, RankFailed, TimeLimitExceeded
+from kdcore.errors import BadSpec, Cancelled, RankFailed, TimeLimitExceeded
 from kdcore.events import TrainCallbacks, TrainResult
 from kdcore.spec import JobSpec, TrainingConfig
 
@@ -63,6 +63,7 @@ def supervise(spec: JobSpec, callbacks: TrainCallbacks, command: list[str]) -> T
     (folder / "spec.json").write_text(spec.model_dump_json())
     relay = folder / "events.jsonl"
     relay.unlink(missing_ok=True)
+    (folder / PAUSE_FILE).unlink(missing_ok=True)
     log_path = folder / "launcher.log"
     with open(log_path, "ab") as log:
         process = subprocess.Popen([sys.executable, *command, str(folder)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -73,7 +74,7 @@ def supervise(spec: JobSpec, callbacks: TrainCallbacks, command: list[str]) -> T
 
 
 def follow(process: subprocess.Popen, reader: RelayReader, callbacks: TrainCallbacks, config: TrainingConfig, log_path: Path) -> TrainResult:
-    """Relay rank 0's reports until the launcher exits; stop it on cancel, at the time limit, or at a checkpoint after a pause request."""
+    """Relay rank 0's reports until the launcher exits; stop it on cancel or at the time limit, ask the ranks to pause when the caller does."""
     started = time.monotonic()
     outcome: dict | None = None
     step = 0
@@ -86,14 +87,13 @@ def follow(process: subprocess.Popen, reader: RelayReader, callbacks: TrainCallb
                 continue
             replay(event, callbacks)
             step = event.get("step", step) if event["kind"] == "progress" else step
-            pausing = pausing or callbacks.should_pause()
-            if pausing and event["kind"] == "checkpoint" and not (event["epoch_end"] and event["epoch"] >= config.epochs):
-                raise Paused(f"paused at step {event['global_step']}")
         if exited:
             break
         if callbacks.should_cancel():
             raise Cancelled("the job was cancelled")
-        pausing = pausing or callbacks.should_pause()
+        if not pausing and callbacks.should_pause():
+            request_pause(reader.path)
+            pausing = True
         if config.time_limit_s is not None and time.monotonic() - started > config.time_limit_s:
             limit = config.time_limit_s
             raise TimeLimitExceeded(f"the job ran past its time limit of {limit:.0f} s near step {step}; raise training.time_limit_s or lower epochs")

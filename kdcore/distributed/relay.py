@@ -5,6 +5,9 @@ at the end, the run's result or its typed error; the launcher follows the file a
 calls on its own callbacks (the worker's database callbacks), so a job on many ranks reports
 exactly as one in a single process. A file works for ranks on one node and for Ray workers that
 share the job's work folder, needs no port, and survives the death of any writer mid-run.
+
+One file goes the other way: the launcher creates ``pause`` beside the relay when its caller asks
+the job to pause, and rank 0 answers ``should_pause`` from it (the trainer has every rank agree).
 """
 
 from __future__ import annotations
@@ -23,12 +26,24 @@ ERROR_TYPES: dict[str, type[errors.KdError]] = {
 }
 
 
+PAUSE_FILE = "pause"
+
+
+def request_pause(relay: Path) -> None:
+    """The launcher's side: ask the ranks writing ``relay`` to stop at their next checkpoint."""
+    (relay.parent / PAUSE_FILE).touch()
+
+
 class RelayWriter(TrainCallbacks):
-    """Rank 0's callbacks: each call becomes one flushed line."""
+    """Rank 0's callbacks: each call becomes one flushed line; a pause is asked by the launcher's file."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115  (open for the whole run)
+        self.pause_file = path.parent / PAUSE_FILE
+
+    def should_pause(self) -> bool:
+        return self.pause_file.exists()
 
     def write(self, kind: str, **data: Any) -> None:
         self.file.write(json.dumps({"kind": kind, **data}) + "\n")

@@ -4,8 +4,10 @@
 optimizer and schedule step); ``train_epoch`` walks the epoch's batches, logs every
 ``log_every_steps`` and checkpoints every ``checkpoint_every_steps``; ``train`` resumes, runs the
 epochs with a validation and a checkpoint after each, and hands the trained run to ``finish_run``.
-A pause request (``should_pause``) stops the run at the next step boundary, after a checkpoint.
-Reported epochs are 1-based.
+A pause request (``should_pause``) stops the run after a checkpoint: at the next step of a single
+rank, at the next scheduled checkpoint (every ``checkpoint_every_steps`` and each epoch end) of
+several, which decide together there so that every rank stops at the same step. Reported epochs
+are 1-based.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import time
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 from kdcore.data.loader import Batch
@@ -57,8 +60,8 @@ class Trainer:
                 self.log.report([MetricPoint(name, self.global_step, epoch + 1, value) for name, value in cache.metrics().items()])
             self.checkpoint(epoch + 1, 0)
             self.callbacks.on_progress(self.progress(epoch))
-            if epoch + 1 < self.config.epochs and self.callbacks.should_pause():
-                raise Paused(f"paused after epoch {epoch + 1}")
+            if epoch + 1 < self.config.epochs and self.pause_requested():
+                raise Paused(f"paused after epoch {epoch + 1}, at step {self.global_step}")
         run = self.run
         if not run.world.is_main:
             return None
@@ -82,11 +85,13 @@ class Trainer:
             if done % config.log_every_steps == 0 or done == run.steps_per_epoch:
                 self.log_training(running, epoch)
             self.guard.check(f"at step {self.global_step}")
-            if done < run.steps_per_epoch and self.callbacks.should_pause():
-                self.checkpoint(epoch, done)
-                raise Paused(f"paused at step {self.global_step}")
-            if self.global_step % config.checkpoint_every_steps == 0 and done < run.steps_per_epoch:
-                self.checkpoint(epoch, done)
+            if done < run.steps_per_epoch:
+                due = self.global_step % config.checkpoint_every_steps == 0
+                pausing = (due or not run.world.distributed) and self.pause_requested()
+                if due or pausing:
+                    self.checkpoint(epoch, done)
+                if pausing:
+                    raise Paused(f"paused at step {self.global_step}")
         self.train_seconds += time.perf_counter() - started
 
     def train_step(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
@@ -109,6 +114,15 @@ class Trainer:
             raise OutOfMemory(f"out of memory at batch size {self.config.batch_size}; halve training.batch_size or use a smaller student") from exc
         run.schedule.step()
         return output
+
+    def pause_requested(self) -> bool:
+        """Whether to stop here. Several ranks take rank 0's answer (one broadcast), so none trains on alone."""
+        wanted = self.callbacks.should_pause()
+        if not self.run.world.distributed:
+            return wanted
+        flag = torch.tensor([float(wanted)], device=self.run.runtime.device)
+        dist.broadcast(flag, src=0)
+        return bool(flag.item())
 
     def log_training(self, running: RunningLosses, epoch: int) -> None:
         """Report the means since the last report (the one host sync of the interval) and the progress."""

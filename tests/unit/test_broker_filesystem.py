@@ -69,12 +69,13 @@ def test_an_unreadable_message_is_set_aside_and_the_next_one_delivered(tmp_path,
     options = _options(tmp_path)
     with Connection("filesystem://", transport=TRANSPORT, transport_options=options) as connection:
         queue = connection.SimpleQueue("aside")  # kombu keeps bindings per process: a queue name of its own
-        (tmp_path / "queue" / "0_torn.aside.msg").write_bytes(b'{"body": "eyJ')
-        (tmp_path / "queue" / "1_empty.aside.msg").write_bytes(b"")
+        torn, empty = "000000000000000_0torn.aside.msg", "000000000000000_1empty.aside.msg"  # named to be read first
+        (tmp_path / "queue" / torn).write_bytes(b'{"body": "eyJ')
+        (tmp_path / "queue" / empty).write_bytes(b"")
         queue.put({"index": 7})
         with caplog.at_level(logging.ERROR, logger="distillery.broker"):
             message = queue.get(block=True, timeout=5)
         assert message.payload == {"index": 7}
         message.ack()
-    assert sorted(p.name for p in (tmp_path / "bad").iterdir()) == ["0_torn.aside.msg", "1_empty.aside.msg"]
+    assert sorted(p.name for p in (tmp_path / "bad").iterdir()) == [torn, empty]
     assert sum("cannot be read" in r.getMessage() for r in caplog.records) == 2
