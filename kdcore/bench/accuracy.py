@@ -97,8 +97,16 @@ def _row(work: Path, label: str, method: str, dataset: str, teachers: list[dict]
     return Row(label, dataset, scores, cpu / len(seeds), hyper)
 
 
-def run(epochs: int, teacher_epochs: int, seeds: list[int], data_free_epochs: int, only: list[str] | None) -> str:
+def run(epochs: int, teacher_epochs: int, seeds: list[int], data_free_epochs: int, only: list[str] | None, output: Path) -> str:
+    """Train every row and return the table; ``output`` holds the table so far after each row (a long run stopped early keeps its rows)."""
     rows: list[Row] = []
+    digits_top1: float | None = None
+
+    def table() -> str:
+        text = _table(rows, teacher_top1, digits_top1, epochs, teacher_epochs, seeds, data_free_epochs)
+        output.write_text(text + "\n")
+        return text
+
     with tempfile.TemporaryDirectory(prefix="kd-bench-") as folder:
         work = Path(folder)
         teacher, teacher_top1 = _teacher(work, "glyphs", TEACHER_ARCH, 32, teacher_epochs)
@@ -106,13 +114,16 @@ def run(epochs: int, teacher_epochs: int, seeds: list[int], data_free_epochs: in
         for label, method, hyper, count in WITH_DATA:
             if not only or method in only:
                 rows.append(_row(work, label, method, "glyphs", [teacher] * count, hyper, {"epochs": epochs, "lr": 0.05}, seeds))
-        digits_teacher, digits_top1 = _teacher(work, "digits", DIGITS_TEACHER_ARCH, 10, min(15, teacher_epochs))
-        print(f"digits teacher {DIGITS_TEACHER_ARCH}: {digits_top1:.4f}", file=sys.stderr, flush=True)
+                table()
+        if any(not only or method in only for _, method, _ in DATA_FREE):
+            digits_teacher, digits_top1 = _teacher(work, "digits", DIGITS_TEACHER_ARCH, 10, min(15, teacher_epochs))
+            print(f"digits teacher {DIGITS_TEACHER_ARCH}: {digits_top1:.4f}", file=sys.stderr, flush=True)
         for label, method, hyper in DATA_FREE:
             if not only or method in only:
                 training = {"epochs": data_free_epochs, "lr": 0.05, "steps_per_epoch": DATA_FREE_STEPS}
                 rows.append(_row(work, label, method, "digits", [digits_teacher], hyper, training, seeds))
-    return _table(rows, teacher_top1, digits_top1, epochs, teacher_epochs, seeds, data_free_epochs)
+                table()
+    return table()
 
 
 def _mean_sd(scores: list[float]) -> tuple[float, float]:
@@ -129,13 +140,18 @@ def _gain(row: Row, baseline: Row | None) -> str:
     return f"**{text}**" if len(row.scores) > 1 and mean - base > 2 * spread else text
 
 
-def _table(rows: list[Row], teacher_top1: float, digits_top1: float, epochs: int, teacher_epochs: int, seeds: list[int], df_epochs: int) -> str:
+def _table(rows: list[Row], teacher_top1: float, digits_top1: float | None, epochs: int, teacher_epochs: int, seeds: list[int], df_epochs: int) -> str:
     baseline = next((r for r in rows if r.label == "supervised"), None)
+    data_free = (
+        f"Data-free rows: `builtin:digits`, teacher `{DIGITS_TEACHER_ARCH}` ({min(15, teacher_epochs)} epochs) **{digits_top1 * 100:.2f}%**, "
+        f"{df_epochs} epochs × {DATA_FREE_STEPS} synthetic batches, no training image seen. "
+        if digits_top1 is not None
+        else ""
+    )
     lines = [
         f"`builtin:glyphs` (32 classes in dot/no-dot pairs) at 3×32×32, no augmentation. Teacher `{TEACHER_ARCH}` ({teacher_epochs} epochs): "
         f"**{teacher_top1 * 100:.2f}%** top-1. Student `{STUDENT_ARCH}` for every method; batch 64, SGD lr 0.05 cosine, {epochs} epochs, "
-        f"seeds {seeds}. Data-free rows: `builtin:digits`, teacher `{DIGITS_TEACHER_ARCH}` ({min(15, teacher_epochs)} epochs) **{digits_top1 * 100:.2f}%**, "
-        f"{df_epochs} epochs × {DATA_FREE_STEPS} synthetic batches, no training image seen. A **bold** gain exceeds 2 sd (of the difference "
+        f"seeds {seeds}. {data_free}A **bold** gain exceeds 2 sd (of the difference "
         "of the means) over supervised. CPU-s: `time.process_time()` of one run. Hyperparameters are the paper defaults unless noted.",
         "",
         "| method | data | student top-1 (mean ± sd) | vs supervised | of teacher | CPU-s/run | note |",
@@ -143,7 +159,7 @@ def _table(rows: list[Row], teacher_top1: float, digits_top1: float, epochs: int
     ]
     for row in rows:
         mean, sd = _mean_sd(row.scores)
-        reference = teacher_top1 if row.dataset == "glyphs" else digits_top1
+        reference = teacher_top1 if row.dataset == "glyphs" else digits_top1 or 1.0
         note = ", ".join(f"{k}={v}" for k, v in row.hyperparams.items())
         lines.append(
             f"| {row.label} | {row.dataset} | {mean * 100:.2f} ± {sd * 100:.2f} | {_gain(row, baseline)} | {mean / reference * 100:.0f}% | {row.cpu_seconds:.0f} | {note} |"
@@ -163,10 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.teacher_epochs, args.seeds, args.data_free_epochs = 2, 3, [0], 1
-    table = run(args.epochs, args.teacher_epochs, args.seeds, args.data_free_epochs, args.only)
-    print(table)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(table + "\n")
+    table = run(args.epochs, args.teacher_epochs, args.seeds, args.data_free_epochs, args.only, args.output)
+    print(table)
     print(f"written to {args.output}", file=sys.stderr)
     return 0
 
