@@ -5,10 +5,14 @@ trained with the inceptionism loss CE(T(G(z|y)), y) + λ_tv·L_tv + λ_ℓ2·L_�
 loss λ_bn·Σ_l(‖μ_l − μ̂_l‖₂ + ‖σ²_l − σ̂²_l‖₂), which ties the batch statistics at the input of every
 teacher BatchNorm to its running statistics. The student learns by KD(T(x) ‖ S(x)) on those images.
 
-Each training step: one generator update with its own Adam optimizer, then the student's KD loss on
-the same (detached) images, returned to the trainer. The generator objective never involves the
-student, so this optimises what the seed describes (generator first, then distillation) while the
-two share the step budget. ``generators`` > 1 splits the classes into that many contiguous groups,
+Two schedules. The default (``generator_steps`` 0) shares the step budget: each training step makes
+one generator update with its own Adam optimizer, then the student's KD loss on the same (detached)
+images. ``preset: "two_phase"`` (or any ``generator_steps`` > 0) runs the seed's order, "first train
+the generator, then distil the student": the first training step makes ``generator_steps``
+generator-only updates, after which the generator is frozen and
+every step distils on a fresh batch drawn from it. A resumed run skips the updates it already made;
+pause and cancel take effect once that first step ends. Either way the generator objective never
+involves the student. ``generators`` > 1 splits the classes into that many contiguous groups,
 one generator each (the seed's ensemble; with one per class, y is constant), all matched to the
 teacher's global statistics: the seed's per-class "meta-data" statistics are not available here.
 
@@ -39,6 +43,7 @@ from kdcore.methods.base import Distiller, Hyperparams, MethodContext, StepInfo,
 from kdcore.methods.registry import register_method
 
 SMALL_IMAGE_MAX_SIDE = 64
+TWO_PHASE_GENERATOR_STEPS = 1000  # the seed gives no count: a CPU-sized budget, stated like every other one
 
 
 class DataFreeGenerativeHyperparams(Hyperparams):
@@ -49,6 +54,14 @@ class DataFreeGenerativeHyperparams(Hyperparams):
     tv_weight: float = Field(default=1e-4, ge=0.0, description="λ_tv: total variation")
     l2_weight: float = Field(default=1e-5, ge=0.0, description="λ_ℓ2: image norm")
     temperature: float = Field(default=1.0, gt=0.0, le=100.0, description="KD temperature for the student")
+    generator_steps: int = Field(
+        default=0,
+        ge=0,
+        le=1_000_000,
+        description="generator-only updates before the student's first step, then the generator is frozen; 0 trains both every step",
+    )
+
+    presets = {"two_phase": {"generator_steps": TWO_PHASE_GENERATOR_STEPS}}
 
 
 class ConditionalGenerator(nn.Module):
@@ -185,6 +198,7 @@ class DataFreeGenerative(Distiller[DataFreeGenerativeHyperparams]):
     needs_batchnorm_statistics = True
     self_stepped = ("generators",)
     Hyperparams = DataFreeGenerativeHyperparams
+    generator_updates: Tensor
 
     def __init__(self, student: Student, teachers: Teachers, hparams: DataFreeGenerativeHyperparams, context: MethodContext) -> None:
         super().__init__(student, teachers, hparams, context)
@@ -198,6 +212,7 @@ class DataFreeGenerative(Distiller[DataFreeGenerativeHyperparams]):
         self.group_starts = self.generators.group_starts
         self.generator_optimizer = torch.optim.Adam(self.generators.parameters(), lr=hparams.generator_lr, betas=(0.5, 0.999))
         self.noise_seed = int(torch.randint(0, 2**62, (1,)))
+        self.register_buffer("generator_updates", torch.zeros((), dtype=torch.long))  # checkpointed: a resume skips what is done
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """The trainer steps the student only; the generators have their own optimizer."""
@@ -205,7 +220,7 @@ class DataFreeGenerative(Distiller[DataFreeGenerativeHyperparams]):
 
     @classmethod
     def synthesis_images(cls, hparams: DataFreeGenerativeHyperparams, batch_size: int, total_steps: int) -> int:
-        return batch_size * total_steps  # one generator update through the teacher per step
+        return batch_size * (hparams.generator_steps or total_steps)  # one backward through the teacher per generator update
 
     def generate(self, step: int) -> tuple[Tensor, Tensor]:
         """Labels drawn uniformly and their generated images; the draws depend only on the step and rank (exact resume)."""
@@ -215,25 +230,50 @@ class DataFreeGenerative(Distiller[DataFreeGenerativeHyperparams]):
         latents = torch.randn(context.batch_size, self.generators.latent_dim, generator=rng).to(context.device)
         return self.data_parallel(self.generators)(latents, labels)
 
-    def forward(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
+    def update_generator(self, step: int) -> dict[str, Tensor]:
+        """One generator update on the batch drawn for ``step``; returns the images (detached), their labels and the losses."""
         hp = self.hparams
-        labels, images = self.generate(info.global_step)
+        labels, images = self.generate(step)
         with self.moments:
             teacher_logits = self.teacher()(images).float()
         batchnorm = self.moments.loss()
         total_variation, norm = image_priors(images)
         generator_loss = F.cross_entropy(teacher_logits, labels) + hp.bn_weight * batchnorm + hp.tv_weight * total_variation + hp.l2_weight * norm
         step_generator(self.generator_optimizer, generator_loss)
+        return {
+            "labels": labels,
+            "images": images.detach(),
+            "teacher_logits": teacher_logits.detach(),
+            "generator_loss": generator_loss.detach(),
+            "batchnorm": batchnorm.detach(),
+        }
 
-        logits = self.student(images.detach())
-        teacher_logits = teacher_logits.detach()
-        return with_total(
-            logits,
-            {"kd": kd_loss(logits, teacher_logits, hp.temperature)},
-            generator_loss=generator_loss.detach(),
-            batchnorm_loss=batchnorm.detach(),
-            teacher_accuracy=(teacher_logits.argmax(dim=1) == labels).float().mean(),
-        )
+    def train_generator_first(self) -> dict[str, Tensor]:
+        """The seed's first phase: the generator updates not yet made (all of them, unless resumed), the last one's losses returned."""
+        done = int(self.generator_updates)
+        last: dict[str, Tensor] = {}
+        for update in range(done, self.hparams.generator_steps):
+            last = self.update_generator(-1 - update)  # negative steps: draws of their own, apart from the student's
+            self.generator_updates.fill_(update + 1)
+        return last
+
+    def forward(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
+        hp = self.hparams
+        if hp.generator_steps == 0:
+            drawn = self.update_generator(info.global_step)
+        else:
+            first_phase = self.train_generator_first()
+            with torch.no_grad():
+                labels, images = self.generate(info.global_step)
+                teacher_logits = self.teacher()(images).float()
+            drawn = {"labels": labels, "images": images, "teacher_logits": teacher_logits}
+            drawn |= {k: first_phase[k] for k in ("generator_loss", "batchnorm") if k in first_phase}
+        logits = self.student(drawn["images"])
+        teacher_logits = drawn["teacher_logits"]
+        signals = {"teacher_accuracy": (teacher_logits.argmax(dim=1) == drawn["labels"]).float().mean()}
+        if "generator_loss" in drawn:
+            signals |= {"generator_loss": drawn["generator_loss"], "batchnorm_loss": drawn["batchnorm"]}
+        return with_total(logits, {"kd": kd_loss(logits, teacher_logits, hp.temperature)}, **signals)
 
     def method_state(self) -> dict[str, Any]:
         return {"generator_optimizer": self.generator_optimizer.state_dict(), "noise_seed": self.noise_seed}

@@ -93,3 +93,34 @@ def test_class_groups_each_get_a_generator(tmp_path):
     again_labels, again_images = distiller.eval().generate(5)
     assert torch.equal(labels, again_labels) and images.shape == (8, 3, 16, 16)
     assert len(_distiller(tmp_path, generators=50).generators) == 10
+
+
+def test_two_phase_trains_the_generator_first_then_freezes_it(tmp_path):
+    method = get_method("datafree_generative")
+    assert method.Hyperparams(preset="two_phase").generator_steps == 1000
+    distiller = _distiller(tmp_path, generator_steps=3)
+    initial = [p.detach().clone() for p in distiller.generators.parameters()]
+    out = distiller(None, STEP)
+    assert int(distiller.generator_updates) == 3
+    after_first = [p.detach().clone() for p in distiller.generators.parameters()]
+    assert any(not torch.equal(b, p) for b, p in zip(initial, after_first, strict=True))
+    assert {"loss/kd", "signal/generator_loss", "signal/teacher_accuracy"} <= set(out)
+    own_grads = [p.grad.clone() for p in distiller.generators.parameters()]  # left by the generator's last own update
+    out["loss"].backward()
+    assert all(torch.equal(g, p.grad) for g, p in zip(own_grads, distiller.generators.parameters(), strict=True)), (
+        "the student's loss does not reach the generator"
+    )
+    assert all(p.grad is not None for p in distiller.student.parameters())
+    second = distiller(None, StepInfo(0, 1, 1, 4, 2))
+    assert all(torch.equal(b, p) for b, p in zip(after_first, distiller.generators.parameters(), strict=True)), "frozen after its phase"
+    assert "signal/generator_loss" not in second and int(distiller.generator_updates) == 3
+
+
+def test_a_resumed_two_phase_run_makes_only_the_generator_updates_it_had_not_made(tmp_path):
+    finished = _distiller(tmp_path, generator_steps=2)
+    finished(None, STEP)
+    resumed = _distiller(tmp_path, generator_steps=2)
+    resumed.load_state_dict(finished.state_dict())
+    before = [p.detach().clone() for p in resumed.generators.parameters()]
+    resumed(None, StepInfo(0, 1, 1, 4, 2))
+    assert all(torch.equal(b, p) for b, p in zip(before, resumed.generators.parameters(), strict=True))
