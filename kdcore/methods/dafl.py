@@ -22,8 +22,8 @@ from its data: on the built-in digits that reached 24 % validation accuracy agai
 
 Defaults are the official CIFAR-10 command (README): oh 0.05, ie 5, a 0.01, latent 1000, Adam lr 0.02
 for the generator, 120 iterations per epoch (2000 epochs, batch 1024, student SGD lr 0.1 in the
-official run: set those in the job's training config). MNIST uses oh 1, ie 5, a 0.1, latent 100, lr
-0.2; CIFAR-100 oh 0.5, ie 20, a 0.1.
+official run: set those in the job's training config). Presets, the official commands for the other
+sets: ``mnist`` oh 1, ie 5, a 0.1, latent 100, lr 0.2; ``cifar100`` oh 0.5, ie 20, a 0.1.
 """
 
 from __future__ import annotations
@@ -51,6 +51,11 @@ class DAFLHyperparams(Hyperparams):
     latent_dim: int = Field(default=1000, ge=1, le=100_000)
     kd_temperature: float = Field(default=1.0, gt=0.0, le=100.0)
     steps_per_epoch: int = Field(default=120, ge=1, le=100_000)
+
+    presets = {
+        "mnist": {"one_hot_weight": 1.0, "entropy_weight": 5.0, "activation_weight": 0.1, "latent_dim": 100, "generator_lr": 0.2},
+        "cifar100": {"one_hot_weight": 0.5, "entropy_weight": 20.0, "activation_weight": 0.1},
+    }
 
 
 class DAFLGenerator(nn.Module):

@@ -65,3 +65,11 @@ def test_defaults_are_the_official_cifar10_command():
     assert (hp.generator_lr, hp.latent_dim, hp.kd_temperature, hp.steps_per_epoch) == (0.02, 1000, 1.0, 120)
     method = get_method("dafl")
     assert not method.needs_dataset and method.needs_teacher_features and method.teacher_count == (1, 1)
+
+
+def test_presets_are_the_official_commands_for_mnist_and_cifar100():
+    hp = get_method("dafl").Hyperparams
+    mnist = hp(preset="mnist")
+    assert (mnist.one_hot_weight, mnist.entropy_weight, mnist.activation_weight, mnist.latent_dim, mnist.generator_lr) == (1.0, 5.0, 0.1, 100, 0.2)
+    cifar100 = hp(preset="cifar100", latent_dim=500)
+    assert (cifar100.one_hot_weight, cifar100.entropy_weight, cifar100.activation_weight, cifar100.latent_dim) == (0.5, 20.0, 0.1, 500)
