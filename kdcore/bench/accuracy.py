@@ -48,6 +48,7 @@ DATA_FREE: list[tuple[str, str, dict[str, Any]]] = [
     ("deepinversion (cifar preset)", "deepinversion", {"preset": "cifar", "pool_size": 2048, "inversion_iterations": 60}),
     ("dafl (mnist preset)", "dafl", {"preset": "mnist"}),
     ("datafree_generative", "datafree_generative", {}),
+    ("datafree_generative (two_phase)", "datafree_generative", {"preset": "two_phase"}),
 ]
 DATA_FREE_STEPS = 50
 
@@ -97,8 +98,11 @@ def _row(work: Path, label: str, method: str, dataset: str, teachers: list[dict]
     return Row(label, dataset, scores, cpu / len(seeds), hyper)
 
 
-def run(epochs: int, teacher_epochs: int, seeds: list[int], data_free_epochs: int, only: list[str] | None, output: Path) -> str:
-    """Train every row and return the table; ``output`` holds the table so far after each row (a long run stopped early keeps its rows)."""
+def run(epochs: int, teacher_epochs: int, seeds: list[int], data_free_epochs: int, only: list[str] | None, output: Path, work_dir: Path | None = None) -> str:
+    """Train every row and return the table; ``output`` holds the table so far after each row (a long run stopped early keeps its rows).
+
+    In ``work_dir`` (a fresh temporary folder if None) a run stopped early resumes: each training picks up its own checkpoints.
+    """
     rows: list[Row] = []
     teacher_top1: float | None = None
     digits_top1: float | None = None
@@ -109,7 +113,7 @@ def run(epochs: int, teacher_epochs: int, seeds: list[int], data_free_epochs: in
         return text
 
     with tempfile.TemporaryDirectory(prefix="kd-bench-") as folder:
-        work = Path(folder)
+        work = work_dir or Path(folder)
         if any(not only or method in only for _, method, _, _ in WITH_DATA):
             teacher, teacher_top1 = _teacher(work, "glyphs", TEACHER_ARCH, 32, teacher_epochs)
             print(f"glyphs teacher {TEACHER_ARCH}: {teacher_top1:.4f}", file=sys.stderr, flush=True)
@@ -181,12 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-free-epochs", type=int, default=6)
     parser.add_argument("--quick", action="store_true", help="smoke check: one seed, 2 epochs (teachers 3), 1 data-free epoch")
     parser.add_argument("--only", nargs="*", help="method names to run (rows of other methods are left out)")
+    parser.add_argument("--work-dir", type=Path, help="keep the runs here, so a stopped benchmark resumes where it was (default: a temporary folder)")
     parser.add_argument("--output", type=Path, default=ACCURACY_FILE, help="where the markdown table goes (python -m bench.readme copies it into README.md)")
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.teacher_epochs, args.seeds, args.data_free_epochs = 2, 3, [0], 1
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    table = run(args.epochs, args.teacher_epochs, args.seeds, args.data_free_epochs, args.only, args.output)
+    table = run(args.epochs, args.teacher_epochs, args.seeds, args.data_free_epochs, args.only, args.output, args.work_dir)
     print(table)
     print(f"written to {args.output}", file=sys.stderr)
     return 0
