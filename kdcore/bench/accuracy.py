@@ -13,6 +13,7 @@ since the machine is shared). ``--quick`` is a smoke check: one seed, few epochs
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import statistics
 import sys
@@ -112,8 +113,8 @@ def run(epochs: int, teacher_epochs: int, seeds: list[int], data_free_epochs: in
         output.write_text(text + "\n")
         return text
 
-    with tempfile.TemporaryDirectory(prefix="kd-bench-") as folder:
-        work = work_dir or Path(folder)
+    with contextlib.nullcontext(str(work_dir)) if work_dir else tempfile.TemporaryDirectory(prefix="kd-bench-") as folder:
+        work = Path(folder)
         if any(not only or method in only for _, method, _, _ in WITH_DATA):
             teacher, teacher_top1 = _teacher(work, "glyphs", TEACHER_ARCH, 32, teacher_epochs)
             print(f"glyphs teacher {TEACHER_ARCH}: {teacher_top1:.4f}", file=sys.stderr, flush=True)

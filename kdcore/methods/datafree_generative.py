@@ -257,17 +257,18 @@ class DataFreeGenerative(Distiller[DataFreeGenerativeHyperparams]):
             self.generator_updates.fill_(update + 1)
         return last
 
+    @torch.no_grad()
+    def draw_frozen(self, step: int) -> dict[str, Tensor]:
+        """The batch drawn for ``step`` from the generator as it stands, with the teacher's logits on it."""
+        labels, images = self.generate(step)
+        return {"labels": labels, "images": images, "teacher_logits": self.teacher()(images).float()}
+
     def forward(self, batch: Batch | None, info: StepInfo) -> dict[str, Tensor]:
         hp = self.hparams
         if hp.generator_steps == 0:
             drawn = self.update_generator(info.global_step)
-        else:
-            first_phase = self.train_generator_first()
-            with torch.no_grad():
-                labels, images = self.generate(info.global_step)
-                teacher_logits = self.teacher()(images).float()
-            drawn = {"labels": labels, "images": images, "teacher_logits": teacher_logits}
-            drawn |= {k: first_phase[k] for k in ("generator_loss", "batchnorm") if k in first_phase}
+        else:  # the first phase's losses (on the step that ran it), then a fresh batch from the frozen generator
+            drawn = self.train_generator_first() | self.draw_frozen(info.global_step)
         logits = self.student(drawn["images"])
         teacher_logits = drawn["teacher_logits"]
         signals = {"teacher_accuracy": (teacher_logits.argmax(dim=1) == drawn["labels"]).float().mean()}
