@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 
 import sklearn.datasets  # noqa: F401  (built-in datasets and the model registry import these lazily: ~5 s per job if not preloaded)
@@ -34,6 +35,12 @@ torch.set_num_threads(1)
 # otherwise spend its first ~0.2 s loading and splitting it, and scikit-learn's lazy imports with it.
 for _name in BUILTIN_DATASETS:
     builtin_info(_name)
+
+# Every job process is forked from here and shares these objects copy-on-write. Frozen (kept out of the
+# collector's passes), they stay shared: a full collection in a job process, such as the one before its
+# loader workers fork, would otherwise write to every object's header and copy the whole inherited heap.
+gc.collect()
+gc.freeze()
 
 
 @worker_process_init.connect

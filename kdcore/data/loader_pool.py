@@ -19,6 +19,7 @@ requests to the workers round-robin and returns their results in request order.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import multiprocessing
 from collections.abc import Callable, Iterator
@@ -33,8 +34,22 @@ PREFETCH_BATCHES = 4
 View = Callable[..., dict[str, Any]]
 
 
-def _one_thread(_: int) -> None:
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+MMAP_FROM_BYTES = 1 << 20
+
+
+def _start_worker(_: int) -> None:
+    """One torch thread, and every block of 1 MiB or more (a batch of pixels) in its own mapping, returned to the system when freed.
+
+    glibc otherwise raises its mmap threshold to the largest block freed so far, so after the first
+    batch every batch lands on the heap, whose freed space is kept: measured on a 224 px job, the
+    worker's private memory grew by one batch (9.6 MB) per evaluation request, to 189 MiB, against
+    52 MiB with the fixed threshold.
+    """
     torch.set_num_threads(1)
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)  # glibc only; elsewhere the allocator keeps its own policy
+    if mallopt is not None:
+        mallopt(M_MMAP_THRESHOLD, MMAP_FROM_BYTES)
 
 
 def _fork_context():
@@ -93,7 +108,7 @@ class LoaderPool:
             persistent_workers=self.workers > 0,
             pin_memory=self.pin_memory,
             prefetch_factor=PREFETCH_BATCHES if self.workers else None,
-            worker_init_fn=_one_thread if self.workers else None,
+            worker_init_fn=_start_worker if self.workers else None,
             multiprocessing_context=_fork_context() if self.workers else None,
             generator=torch.Generator(),  # the DataLoader draws a seed per pass; from torch's global stream it would shift the run's own draws
         )
