@@ -23,7 +23,7 @@ learns on ``batch_size`` pool images under the inversion's own jitter and flip. 
 state one smaller) takes GPU-days on CPU. The defaults (1,024 images × 150 iterations) are sized so a
 6-epoch job on a 10-class 32-px ResNet-18 teacher finishes within 15 minutes on 2 CPU cores.
 
-Defaults are the official ImageNet ones (``deepinversion.py``; METHODS.md): r_feature 0.05,
+Defaults are the official ImageNet ones (NVlabs/DeepInversion, ``deepinversion.py``): r_feature 0.05,
 first_bn_multiplier 10, tv_l2 1e-4, l2 1e-5 (mean per-image norm), lr 0.2, betas (0.5, 0.9), jitter 30
 (for 224-px images), flips (turn off for digits and text), 2000 iterations (setting 1), and the
 lowest-loss iterate is kept (``keep_best``: as the official code, the iterate after the step whose

@@ -25,7 +25,10 @@ from worker.mlflow_handoff import mlflow_key
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 MLFLOW_BIN = Path(sys.executable).with_name("mlflow")
 if importlib.util.find_spec("mlflow") is None or not MLFLOW_BIN.exists():
-    pytest.skip("the mlflow package is not installed here (pip install -r requirements/dev.txt), so the registry hand-off is untested", allow_module_level=True)
+    pytest.skip(
+        "the mlflow package is not installed here (make install puts it in .venv: pip install -e '.[dev]'), so the registry hand-off is untested",
+        allow_module_level=True,
+    )
 
 MODEL = "digits-student"
 TEACHER_MODEL = "digits-student-as-teacher"
