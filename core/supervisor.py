@@ -5,7 +5,8 @@ bug); taking the API down with it would turn one lost worker into a lost service
 exits is started again after a back-off that doubles on each quick death (1 s up to
 ``MAX_BACKOFF_S``) and resets once a worker has stayed up for ``STABLE_AFTER_S``. Jobs it held are
 not lost: their heartbeats stop and the new worker's sweep re-queues them. The API ending (or
-Ctrl-C/SIGTERM) stops everything, as before.
+Ctrl-C/SIGTERM) stops everything, as before. The timings are a parameter (:class:`RestartTiming`)
+so a test can run the real loop in seconds.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 FIRST_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 60.0
@@ -27,16 +28,30 @@ def _say(message: str) -> None:
     print(f"distillery up: {message}", file=sys.stderr, flush=True)
 
 
+@dataclass(frozen=True)
+class RestartTiming:
+    """How long a dead worker waits before it is started again, and how often the supervisor looks."""
+
+    first_backoff_s: float = FIRST_BACKOFF_S
+    max_backoff_s: float = MAX_BACKOFF_S
+    stable_after_s: float = STABLE_AFTER_S
+    poll_s: float = POLL_S
+
+
 @dataclass
 class Child:
     name: str
     command: list[str]
     restart: bool
+    timing: RestartTiming = field(default_factory=RestartTiming)
     process: subprocess.Popen | None = None
     started_at: float = 0.0
     restart_at: float | None = None
-    backoff_s: float = FIRST_BACKOFF_S
+    backoff_s: float = field(init=False)
     restarts: int = 0
+
+    def __post_init__(self) -> None:
+        self.backoff_s = self.timing.first_backoff_s
 
     def start(self) -> None:
         self.process = subprocess.Popen(self.command)
@@ -48,12 +63,12 @@ class Child:
 
     def schedule_restart(self, code: int) -> None:
         now = time.monotonic()
-        if now - self.started_at >= STABLE_AFTER_S:
-            self.backoff_s = FIRST_BACKOFF_S
+        if now - self.started_at >= self.timing.stable_after_s:
+            self.backoff_s = self.timing.first_backoff_s
         self.restart_at, self.process = now + self.backoff_s, None
         self.restarts += 1
         _say(f"{self.name} exited with code {code} after {now - self.started_at:.0f} s; restarting it in {self.backoff_s:.0f} s (restart {self.restarts})")
-        self.backoff_s = min(self.backoff_s * 2, MAX_BACKOFF_S)
+        self.backoff_s = min(self.backoff_s * 2, self.timing.max_backoff_s)
 
 
 def _stop(children: list[Child]) -> None:
@@ -69,9 +84,9 @@ def _stop(children: list[Child]) -> None:
             process.wait()
 
 
-def supervise(api: list[str], workers: list[list[str]]) -> int:
+def supervise(api: list[str], workers: list[list[str]], timing: RestartTiming = RestartTiming()) -> int:
     """Run the API and the workers until the API ends or a stop signal comes; returns the API's exit code."""
-    children = [Child("api", api, restart=False), *(Child(f"worker {i}", cmd, restart=True) for i, cmd in enumerate(workers))]
+    children = [Child("api", api, restart=False, timing=timing), *(Child(f"worker {i}", cmd, restart=True, timing=timing) for i, cmd in enumerate(workers))]
     stopping = False
 
     def request_stop(*_: object) -> None:
@@ -94,7 +109,7 @@ def supervise(api: list[str], workers: list[list[str]]) -> int:
                     child.schedule_restart(code)
                 elif child.process is None and child.restart_at is not None and time.monotonic() >= child.restart_at:
                     child.start()
-            time.sleep(POLL_S)
+            time.sleep(timing.poll_s)
     finally:
         _stop(children)
     return api_code

@@ -3,12 +3,14 @@
 A URL a user hands us (a webhook today) must not make the service reach inside its own network:
 ``http://169.254.169.254/`` (cloud metadata), ``http://10.…``, ``http://[::1]``, or a DNS name that
 resolves to one of those. :func:`check_url` resolves the host and refuses it when any address it
-resolves to is loopback, private, link-local, multicast, reserved, unspecified or otherwise not
-globally routable (IPv4-mapped IPv6 judged as the IPv4 address it carries), unless the address lies
-in a network the operator allows (``DISTILLERY_WEBHOOK_ALLOW_NETWORKS``). It returns the address
-it checked, so the caller connects to exactly that one (:func:`pinned_request`): a name that
-resolves differently a moment later (DNS rebinding) cannot slip another address in between.
-Nothing here opens a connection.
+resolves to is loopback, private, link-local, site-local, multicast, reserved, unspecified or
+otherwise not globally routable, unless the address lies in a network the operator allows
+(``DISTILLERY_WEBHOOK_ALLOW_NETWORKS``). An IPv6 address that carries an IPv4 one, IPv4-mapped
+(``::ffff:…``) or 6to4 (``2002:…``, which a 6to4 relay forwards to the IPv4 it embeds), is judged
+as that IPv4 address; Teredo (``2001::/32``) is refused whole, as the standard library counts it
+private. It returns the address it checked, so the caller connects to exactly that one
+(:func:`pinned_request`): a name that resolves differently a moment later (DNS rebinding) cannot
+slip another address in between. Nothing here opens a connection.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ RULES: tuple[tuple[str, str], ...] = (
     ("unspecified", "is_unspecified"),
     ("loopback", "is_loopback"),
     ("link-local", "is_link_local"),
+    ("site-local", "is_site_local"),
     ("multicast", "is_multicast"),
     ("reserved", "is_reserved"),
     ("private", "is_private"),
@@ -51,12 +54,12 @@ class CheckedUrl:
 
 def refused_rule(address: IPAddress, allowed: Iterable[IPNetwork] = ()) -> str | None:
     """The rule ``address`` breaks (``"loopback"``, ``"private"``, …), or None when it may be reached."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        address = address.ipv4_mapped or address.sixtofour or address
     if any(address in network for network in allowed):
         return None
     for rule, attribute in RULES:
-        if getattr(address, attribute):
+        if getattr(address, attribute, False):  # IPv4 addresses have no is_site_local
             return rule
     return None if address.is_global else "not globally routable"
 

@@ -7,6 +7,7 @@ One embedded deployment (API + worker) keeping two checkpoints per ended job
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,19 @@ def _upload_teacher(client, seed: int):
     )
 
 
+def _storage_used(client) -> int:
+    """The bytes the quota counts for the client's tenant, as its refusal names them: an upload larger than the whole quota is always refused."""
+    refused = client.post(
+        "/v1/teachers",
+        files={"file": ("probe.safetensors", io.BytesIO(bytes(QUOTA + 1)))},
+        data={"format": "safetensors", "arch": "cifar_resnet8", "num_classes": "10", "input_size": "1,8,8"},
+    )
+    assert refused.status_code == 429, refused.text
+    used = re.search(r"this tenant stores (\d+) bytes", refused.json()["detail"])
+    assert used is not None, refused.text
+    return int(used.group(1))
+
+
 def test_an_ended_job_keeps_its_newest_checkpoints_only(deployment: Service):
     with deployment.client() as client:
         job = _finished(client, epochs=3)
@@ -85,6 +99,33 @@ def test_delete_refuses_a_running_job_then_removes_everything(deployment: Servic
         for path in (f"/v1/jobs/{job_id}", f"/v1/jobs/{job_id}/artifacts", f"/v1/jobs/{job_id}/checkpoints", f"/v1/jobs/{job_id}/events/list"):
             assert client.get(path).status_code == 404, path
         assert client.delete(f"/v1/jobs/{job_id}").status_code == 404
+    assert _stored(deployment, job_id) == []
+    assert not list((_data(deployment) / "objects" / "tenants").glob(f"*/jobs/{job_id}"))
+
+
+def test_deleting_a_paused_job_removes_its_work_folder_checkpoints_and_teacher_outputs(deployment: Service):
+    """A paused job is settled but untidied: its worker let go and left the work folder (checkpoints, the teacher-output store) for the resume."""
+    with deployment.client(deployment.cli("keys", "create", "--tenant", "pauser")) as client:
+        teacher = _upload_teacher(client, seed=7)
+        assert teacher.status_code == 201, teacher.text
+        kd = {**tiny_job(epochs=60, checkpoint_every_steps=4), "method": "kd", "teachers": [teacher.json()["id"]]}
+        job_id = client.post("/v1/jobs", json=kd).json()["id"]
+        wait_until(lambda: client.get(f"/v1/jobs/{job_id}/checkpoints").json()["items"], 180, what="the job to store a checkpoint")
+        assert client.post(f"/v1/jobs/{job_id}/pause").status_code == 202
+        job = wait_for_job(client, job_id, timeout=120, statuses=("paused", "succeeded", "failed", "cancelled"))
+        assert job["status"] == "paused", job
+
+        work = _data(deployment) / "work" / job_id
+        for folder in ("checkpoints", "teacher-outputs"):
+            assert any(p.is_file() for p in (work / folder).rglob("*")), (folder, sorted(work.rglob("*")))
+        assert _stored(deployment, job_id), "the paused job stored no checkpoint to delete"
+        checkpoint_bytes = sum(c["size_bytes"] for c in client.get(f"/v1/jobs/{job_id}/checkpoints").json()["items"])
+        assert _storage_used(client) == teacher.json()["size_bytes"] + checkpoint_bytes > teacher.json()["size_bytes"]
+
+        assert client.delete(f"/v1/jobs/{job_id}").status_code == 204
+        assert client.get(f"/v1/jobs/{job_id}").status_code == 404
+        assert _storage_used(client) == teacher.json()["size_bytes"]
+    assert not work.exists()
     assert _stored(deployment, job_id) == []
     assert not list((_data(deployment) / "objects" / "tenants").glob(f"*/jobs/{job_id}"))
 

@@ -5,15 +5,19 @@ The deployment's API and worker allow no network. A second API process on the sa
 job whose webhook leads to loopback gets in, and the worker must refuse it when it delivers. Every
 check runs before a connection: the only listener is a receiver on 127.0.0.1, and it must hear
 nothing; names come from the hosts file (``localhost``), so no DNS query leaves the machine.
+A deployment of its own, allowing 127.0.0.1/32 throughout, shows that a receiver's redirect is
+never followed, even to an address the guard would have let through.
 """
 
 from __future__ import annotations
+
+import socket
 
 import pytest
 from service import Service, free_port, wait_until
 from webhook_receiver import Receiver
 
-from e2e.conftest import start_service, stop_service
+from e2e.conftest import running_service, start_service, stop_service
 from e2e.test_faults import tiny_job
 
 pytestmark = [pytest.mark.e2e]
@@ -92,3 +96,32 @@ def test_delivery_checks_the_address_again_and_never_connects(deployment, receiv
     assert delivery["status"] == "failed" and delivery["attempts"] == 1, delivery
     assert delivery["last_error"].startswith("refused before connecting (loopback)"), delivery
     assert receiver.received("/rebound") == []
+
+
+def test_a_redirect_is_never_followed_and_counts_as_a_failed_attempt(tmp_path):
+    """A 3xx could send the delivery to an address nobody checked: the worker records it as the attempt's
+    answer and retries the URL it was given, and the Location's address never gets a connection."""
+    with socket.create_server(("127.0.0.1", 0)) as target:  # inside the allowed range, so only not following keeps it silent
+        target.setblocking(False)
+        redirecting = Receiver({"/moved": [302, 307]}, redirects={"/moved": f"http://127.0.0.1:{target.getsockname()[1]}/elsewhere"})
+        settings = {ALLOW: '["127.0.0.1/32"]', "DISTILLERY_WEBHOOK_BACKOFF_S": "3", "DISTILLERY_WEBHOOK_POLL_INTERVAL_S": "0.2"}
+        with (
+            running_service(
+                "embedded", tmp_path, workers=1, DISTILLERY_WEBHOOK_SECRET="ssrf-test-secret", DISTILLERY_WEBHOOK_MAX_ATTEMPTS="2", **settings
+            ) as service,
+            service.client() as client,
+        ):
+            job = client.post("/v1/jobs", json={**tiny_job(), "webhook_url": f"{redirecting.url}/moved"}).json()
+            assert client.post(f"/v1/jobs/{job['id']}/cancel").json()["status"] == "cancelled"
+
+            def deliveries() -> list[dict]:
+                return client.get(f"/v1/jobs/{job['id']}/webhooks").json()["items"]
+
+            [first] = wait_until(lambda: [d for d in deliveries() if d["last_status_code"] is not None], 60, what="the first attempt")
+            assert (first["status"], first["attempts"], first["last_status_code"]) == ("pending", 1, 302), first
+            [last] = wait_until(lambda: [d for d in deliveries() if d["status"] != "pending"], 60, what="the second attempt")
+        assert (last["status"], last["attempts"], last["last_status_code"]) == ("failed", 2, 307), last
+        assert last["last_error"].startswith("the receiver answered HTTP 307"), last
+        assert [r["path"] for r in redirecting.requests] == ["/moved", "/moved"]
+        with pytest.raises(BlockingIOError):
+            target.accept()  # nothing waits in the listen queue: no connection, of any method, reached the Location

@@ -10,10 +10,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Receiver:
-    """Records every POST; answers each path's scripted status codes first, then 200."""
+    """Records every POST; answers each path's scripted status codes first, then 200.
 
-    def __init__(self, plan: dict[str, list[int]]) -> None:
+    ``redirects`` maps a path to the ``Location`` its answers carry, so a scripted 3xx is a real redirect.
+    """
+
+    def __init__(self, plan: dict[str, list[int]], redirects: dict[str, str] | None = None) -> None:
         self.plan = plan
+        self.redirects = redirects or {}
         self.requests: list[dict] = []
         receiver = self
 
@@ -23,6 +27,8 @@ class Receiver:
                 receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
                 codes = receiver.plan.get(self.path) or []
                 self.send_response(codes.pop(0) if codes else 200)
+                if self.path in receiver.redirects:
+                    self.send_header("Location", receiver.redirects[self.path])
                 self.end_headers()
                 self.wfile.write(b"ok")
 

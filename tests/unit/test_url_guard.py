@@ -33,6 +33,14 @@ REFUSED = [
     ("::ffff:127.0.0.1", "loopback"),
     ("::ffff:169.254.169.254", "link-local"),
     ("::ffff:10.0.0.1", "private"),
+    ("2002:7f00:1::", "loopback"),  # 6to4 carrying 127.0.0.1
+    ("2002:a9fe:a9fe::1", "link-local"),  # 6to4 carrying 169.254.169.254
+    ("2002:a00:1::", "private"),  # 6to4 carrying 10.0.0.1
+    ("2002::", "unspecified"),  # 6to4 carrying 0.0.0.0
+    ("fec0::1", "site-local"),
+    ("feff:ffff::1", "site-local"),
+    ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "private"),  # Teredo: refused whatever it carries
+    ("2001:0:5db8:d822::", "private"),
 ]
 
 
@@ -41,7 +49,7 @@ def test_inner_addresses_are_refused_by_name(address, rule):
     assert refused_rule(ipaddress.ip_address(address)) == rule
 
 
-@pytest.mark.parametrize("address", ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111", "::ffff:93.184.216.34"])
+@pytest.mark.parametrize("address", ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111", "::ffff:93.184.216.34", "2002:5db8:d822::1"])
 def test_public_addresses_pass(address):
     assert refused_rule(ipaddress.ip_address(address)) is None
 
@@ -53,6 +61,8 @@ def test_the_operator_allows_ranges_and_only_those():
     assert refused_rule(ipaddress.ip_address("10.8.3.4"), allowed) is None
     assert refused_rule(ipaddress.ip_address("10.9.0.1"), allowed) == "private"
     assert refused_rule(ipaddress.ip_address("::1"), allowed) == "loopback"
+    assert refused_rule(ipaddress.ip_address("2002:7f00:1::"), allowed) is None
+    assert refused_rule(ipaddress.ip_address("2002:a09:1::"), allowed) == "private"
 
 
 def test_a_name_is_judged_by_every_address_it_resolves_to():
@@ -72,7 +82,15 @@ def test_localhost_from_the_hosts_file_is_loopback():
 
 
 @pytest.mark.parametrize(
-    ("url", "rule"), [("ftp://93.184.216.34/x", "scheme"), ("http:///nohost", "scheme"), ("http://[::1]:8080/", "loopback"), ("http://127.1/", "loopback")]
+    ("url", "rule"),
+    [
+        ("ftp://93.184.216.34/x", "scheme"),
+        ("http:///nohost", "scheme"),
+        ("http://[::1]:8080/", "loopback"),
+        ("http://127.1/", "loopback"),
+        ("http://[2002:7f00:1::]:8080/", "loopback"),
+        ("http://[fec0::1]/", "site-local"),
+    ],
 )
 def test_urls_that_are_not_public_http(url, rule):
     with pytest.raises(UrlRefused) as refused:
