@@ -15,7 +15,7 @@ import sys
 import pytest
 import torch
 from safetensors import safe_open
-from safetensors.torch import load
+from safetensors.torch import load, load_file
 from service import ROOT, wait_for_job, wait_until
 
 from e2e.conftest import start_service, stop_service
@@ -88,7 +88,8 @@ def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
 
 @pytest.fixture(scope="module")
 def control(deployment, client) -> dict:
-    job = wait_for_job(client, submit(client, "control"), timeout=900)
+    """The uninterrupted run; it also exports ONNX, as README's examples/job.json does, so its export's warnings are checked too."""
+    job = wait_for_job(client, submit(client, "control", {**BODY, "export": [*BODY["export"], "onnx"]}), timeout=900)
     assert job["status"] == "succeeded", (job["error"], deployment.logs())
     return job
 
@@ -129,6 +130,15 @@ def test_a_finished_job_shows_its_phases_checkpoints_and_one_based_epochs(deploy
     assert all(name in shown.stderr for name in names), shown.stderr
     listed = cli(deployment, "checkpoints", control["id"])
     assert listed.returncode == 0 and listed.stdout.split() == [c["id"] for c in checkpoints], listed.stderr
+
+    # the first epoch's student, not the job's final one, through `distillery checkpoints JOB --student CKPT -o DIR`
+    first = checkpoints[0]["id"]
+    downloaded = cli(deployment, "checkpoints", control["id"], "--student", first, "-o", str(deployment.log_dir / "downloads"))
+    assert downloaded.returncode == 0, downloaded.stderr
+    assert downloaded.stdout.strip() == str(deployment.log_dir / "downloads" / f"student-{first}.safetensors"), downloaded.stdout
+    first_student = load_file(downloaded.stdout.strip())
+    assert_same_weights(first_student, load(client.get(f"/v1/checkpoints/{first}/student").content))
+    assert any(not torch.equal(first_student[name], tensor) for name, tensor in student(client, control["id"]).items())
 
 
 def test_a_paused_job_frees_its_worker_and_resumes_to_the_same_weights(deployment, client, control):
@@ -186,12 +196,15 @@ def test_a_failed_job_retries_from_its_newest_checkpoint_to_the_same_weights(dep
     assert newest["step"] >= 4
 
     retried = cli(deployment, "retry", job_id)
-    assert retried.returncode == 0, retried.stderr
+    assert retried.returncode == 0 and retried.stdout.strip() == job_id, retried.stderr
+    assert "status queued" in retried.stderr, retried.stderr
     job = wait_for_job(client, job_id, timeout=600)
     assert job["status"] == "succeeded", (job["error"], deployment.logs())
     assert job["attempts"] == 2 and job["metrics"]["job/resumed_from_step"] >= newest["step"]
     assert_same_weights(student(client, job_id), student(client, control["id"]))
-    assert client.post(f"/v1/jobs/{job_id}/retry").status_code == 409
+    again = cli(deployment, "retry", job_id)  # only a failed job retries; the CLI says why and exits 1
+    assert again.returncode == 1 and again.stdout == "", again
+    assert f"job {job_id} is succeeded; retry applies only to a failed job" in again.stderr, again.stderr
 
 
 def test_a_cancelled_job_is_not_logged_as_a_succeeded_task_and_jobs_log_no_tracer_warnings(deployment, client, control):
@@ -204,4 +217,6 @@ def test_a_cancelled_job_is_not_logged_as_a_succeeded_task_and_jobs_log_no_trace
     assert any(line.endswith(f"ignored [{job_id}]") for line in task_lines), task_lines
     assert not any("succeeded in" in line for line in task_lines), task_lines
     assert any("succeeded in" in line for line in worker_log.splitlines() if control["id"] in line)
+    exported = {a["kind"] for a in client.get(f"/v1/jobs/{control['id']}/artifacts").json()["items"]}
+    assert {"student_torchscript", "student_onnx"} <= exported, exported  # both exporters ran in the log checked here
     assert "TracerWarning" not in worker_log and "FutureWarning" not in worker_log

@@ -102,6 +102,31 @@ def test_teacher_refusals_name_the_problem(service, tmp_path):
     assert client.get("/v1/teachers").json()["items"] == before
 
 
+def test_a_malformed_or_unlabelled_json_body_is_explained(service):
+    """The request-body messages of ``tests/api/test_request_errors.py``, from the real server process."""
+    client = service.client()
+    jobs_before = client.get("/v1/jobs").json()["items"]
+    body = b'{"method": "kd", "training": {"epochs": 1},}'
+    malformed = _problem(client.post("/v1/jobs", content=body, headers={"Content-Type": "application/json"}), 422)
+    assert malformed["detail"] == (
+        f"the request body is not valid JSON (at character {len(body) - 1}: Expecting property name enclosed in double quotes); send one JSON object"
+    )
+    for content_type in (None, "text/plain", "application/x-www-form-urlencoded"):
+        headers = {"Content-Type": content_type} if content_type else {}
+        _problem(client.post("/v1/jobs", content=b'{"method": "kd"}', headers=headers), 422, "set the header 'Content-Type: application/json'")
+    assert client.get("/v1/jobs").json()["items"] == jobs_before
+
+
+@pytest.mark.parametrize(("fmt", "words"), [("safetensors", "not a safetensors file"), ("state_dict", "not a PyTorch .pt/.pth file")])
+def test_a_text_file_uploaded_as_weights_is_called_what_it_is_not(service, fmt, words):
+    client = service.client()
+    before = client.get("/v1/teachers").json()["items"]
+    text = b"hello, I am a text file and certainly not a model\n" * 4
+    detail = _problem(_upload_teacher(client, text, format=fmt), 422, words, "set 'format'")["detail"]
+    assert not detail.rstrip(".").split()[-1].isdigit(), detail  # no bare byte count or opcode at the end
+    assert client.get("/v1/teachers").json()["items"] == before
+
+
 def test_dataset_refusals_name_the_problem(service):
     client = service.client()
     before = len(client.get("/v1/datasets").json()["items"])
