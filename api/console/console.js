@@ -182,10 +182,12 @@ async function jobsView(signal) {
     const stop = new AbortController();
     signal.addEventListener("abort", () => stop.abort());
     streams.set(job.id, stop);
-    const live = structuredClone(job);
     followJob(
       job.id,
       (type, payload) => {
+        const shown = rows.get(job.id);
+        if (!shown) return;
+        const live = structuredClone(shown.job); // what the row shows now: the 5-second refresh may be newer than the job this stream began with
         if (type === "metric" && payload.step != null && live.progress.steps) {
           live.progress.step = Math.max(live.progress.step, payload.step);
           live.progress.epoch = Math.max(live.progress.epoch, payload.epoch ?? 0);
@@ -193,7 +195,7 @@ async function jobsView(signal) {
         } else if (type === "status") live.status = payload.status;
         else if (type === "phase") live.phase = payload.name;
         else return;
-        rows.get(job.id)?.row.replaceWith(renderRow(live));
+        shown.row.replaceWith(renderRow(live));
       },
       stop.signal,
     ).finally(() => {

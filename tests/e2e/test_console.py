@@ -1,11 +1,13 @@
 """The web console (``/ui``) in a real headless Chromium driven by Playwright, against the real API and worker:
 sign in, add a teacher and a dataset through the forms, submit a job from the form, watch it finish live
-(the SSE stream read with fetch and the bearer header), download the student and compare it with the API's bytes.
+(the SSE stream read with fetch and the bearer header) on its page and in the jobs list of a second tab, read its
+phases and checkpoints, download the student and compare it with the API's bytes.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import math
 import re
 import shutil
 import zipfile
@@ -27,6 +29,18 @@ from playwright.sync_api import Page, Request, expect, sync_playwright  # noqa: 
 
 JOB_TIMEOUT_MS = 300_000
 UPLOAD_TIMEOUT_MS = 120_000  # the server loads and runs a teacher, or decodes every image, before it answers; a loaded CI machine is slow
+# Installed before the console's own script: every state the jobs list renders for a row (status, bar value, progress text),
+# each change once, so a test can tell what a person watching the list saw between two of its own looks.
+RECORD_JOB_ROWS = """
+window.jobRowsSeen = [];
+new MutationObserver(() => {
+  for (const row of document.querySelectorAll("#jobs-rows tr")) {
+    const seen = { id: row.id, status: row.cells[2].textContent, fraction: row.querySelector("progress").value, progress: row.cells[4].textContent.trim() };
+    const last = window.jobRowsSeen.findLast((earlier) => earlier.id === seen.id);
+    if (!last || last.status !== seen.status || last.progress !== seen.progress) window.jobRowsSeen.push(seen);
+  }
+}).observe(document, { childList: true, subtree: true, characterData: true });
+"""
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +153,9 @@ def test_forms_submit_a_job_that_finishes_live_and_its_student_downloads(page, r
 
     expect(page).to_have_url(re.compile(r"/ui#/jobs/job_[0-9a-f]+$"))
     job_id = page.url.rsplit("/", 1)[-1]
+    jobs_list = page.context.new_page()  # a second tab on the jobs list while the job runs
+    jobs_list.add_init_script(RECORD_JOB_ROWS)
+    sign_in(jobs_list, deployment.url, deployment.key)
     expect(page.locator("#job-status")).to_have_text("succeeded", timeout=JOB_TIMEOUT_MS)
     expect(page.locator("#job-events")).to_contain_text("status → succeeded")
     expect(page.locator("#chart-loss polyline[data-series='train/loss']")).to_have_count(1)
@@ -151,6 +168,16 @@ def test_forms_submit_a_job_that_finishes_live_and_its_student_downloads(page, r
     assert job["status"] == "succeeded" and job["spec"]["teachers"] and job["spec"]["training"]["epochs"] == 3, job
     assert job["spec"]["hyperparams"]["temperature"] == 4.0
     expect(page.locator("#job-metrics")).to_contain_text(f"{job['metrics']['val/top1'] * 100:.1f}%")
+    phase_names = [phase["name"] for phase in job["phases"]]
+    assert phase_names[0] == "validating" and "training" in phase_names and phase_names[-1] == "publishing", phase_names
+    expect(page.locator("#job-phases tr td:first-child")).to_have_text(phase_names)
+    expect(page.locator("#job-phases tr td:nth-child(3)")).to_have_text([re.compile(r"^\d+\.\d s$")] * len(phase_names))
+    checkpoints = client.get(f"/v1/jobs/{job_id}/checkpoints").json()["items"]
+    assert checkpoints, "a job that ran three epochs keeps at least one checkpoint"
+    expect(page.locator("#job-checkpoints tr")).to_have_count(len(checkpoints))
+    expect(page.locator("#job-checkpoints-empty")).to_be_hidden()
+    scored = max((c for c in checkpoints if "val/top1" in c["metrics"]), key=lambda c: c["step"])
+    expect(page.locator("#job-checkpoints tr", has_text=scored["id"])).to_contain_text(f"{scored['metrics']['val/top1'] * 100:.1f}%")
     artifacts = {a["kind"]: a for a in client.get(f"/v1/jobs/{job_id}/artifacts").json()["items"]}
     student = artifacts["student_safetensors"]
     row = page.locator("#job-artifacts tr", has_text="student_safetensors")
@@ -170,3 +197,14 @@ def test_forms_submit_a_job_that_finishes_live_and_its_student_downloads(page, r
 
     page.get_by_role("link", name="Jobs").first.click()
     expect(page.locator(f"#job-row-{job_id}")).to_contain_text("succeeded")
+
+    expect(jobs_list.locator(f"#job-row-{job_id}")).to_contain_text("succeeded")
+    seen = [state for state in jobs_list.evaluate("window.jobRowsSeen") if state["id"] == f"job-row-{job_id}"]
+    statuses = [state["status"] for state in seen]
+    assert "running" in statuses and statuses.index("running") < statuses.index("succeeded"), statuses
+    running = [state for state in seen if state["status"] == "running"]
+    assert any(0 < state["fraction"] < 1 for state in running), f"the list's bar never moved while the job ran: {running}"
+    for state in running:
+        assert state["progress"].startswith(f"{math.floor(state['fraction'] * 100 + 0.5)}%"), state  # the text says what the bar shows
+    percentages = [int(state["progress"].split("%")[0]) for state in running]
+    assert percentages == sorted(percentages), f"the list's progress went backwards while the job ran: {running}"
