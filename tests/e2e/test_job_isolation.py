@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from processes import children, running
 from service import wait_for_job, wait_until
 from sqlalchemy import create_engine, text
 
@@ -35,21 +36,10 @@ def _job_pid(data_dir: str, job_id: str) -> int:
     return int(worker.split(":")[1])
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def _children(pid: int) -> list[int]:
-    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-
-
 def test_each_job_gets_a_fresh_process_that_ends_with_it(tmp_path):
     service = start_service("embedded", tmp_path, workers=1)
     try:
-        [celery_main] = wait_until(lambda: _children(service.workers[0].pid), 60, 0.2, what="Celery's main process")  # below `distillery worker`
+        [celery_main] = wait_until(lambda: children(service.workers[0].pid), 60, 0.2, what="Celery's main process")  # below `distillery worker`
         pids = []
         with service.client() as client:
             for _ in range(2):
@@ -57,9 +47,9 @@ def test_each_job_gets_a_fresh_process_that_ends_with_it(tmp_path):
                 assert wait_for_job(client, job["id"], timeout=300)["status"] == "succeeded", service.logs()
                 pid = _job_pid(service.env["DISTILLERY_DATA_DIR"], job["id"])
                 assert pid != celery_main
-                wait_until(lambda pid=pid: not _alive(pid), 60, 0.2, what=f"job {job['id']}'s process {pid} to exit")
+                wait_until(lambda pid=pid: not running(pid), 60, 0.2, what=f"job {job['id']}'s process {pid} to exit")
                 pids.append(pid)
         assert pids[0] != pids[1]
-        assert _alive(celery_main)  # the pre-imported parent lives on and forks each job's process
+        assert running(celery_main)  # the pre-imported parent lives on and forks each job's process
     finally:
         stop_service(service)

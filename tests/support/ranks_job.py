@@ -25,12 +25,3 @@ def kd_spec(teacher: TeacherSource, work: Path, devices: int, **training: object
 
 def rank_pids(spec: JobSpec) -> list[int]:
     return [int(path.read_text()) for path in sorted(ranks_dir(spec).glob("rank-*.pid"))]
-
-
-def running(pid: int) -> bool:
-    """True while ``pid`` is a live process (a zombie waiting to be reaped has ended)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != "Z"

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import httpx
 from factories import save_teacher
-from ranks_job import INPUT, running
+from processes import running
+from ranks_job import INPUT
 from service import Service, wait_for_job, wait_until
 
 

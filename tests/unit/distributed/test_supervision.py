@@ -7,7 +7,8 @@ import time
 
 import pytest
 from factories import save_teacher
-from ranks_job import INPUT, kd_spec, rank_pids, running
+from processes import running
+from ranks_job import INPUT, kd_spec, rank_pids
 
 from kdcore.distributed.launch import launch
 from kdcore.errors import Cancelled, Paused, RankFailed
