@@ -254,6 +254,13 @@ class TeacherOutputCache:
         self.served_rows += len(batch.indices)
         return self.codec.decode({name: part[rows] for name, part in table.items()}).to(batch.images.device)
 
+    def prepare(self, epoch: int, teachers: list[nn.Module]) -> None:
+        """Fill (or load) each teacher's table for ``epoch`` before its first step, so the fill is a phase of its own, not part of a step."""
+        slot = self._slot_for_epoch(epoch)
+        if slot is not None:
+            for index, teacher in enumerate(teachers):
+                self._table(index, teacher, slot)
+
     def metrics(self) -> dict[str, float]:
         """What the job reports about reuse: whether it is on, how much came from the store, how exact it is."""
         values = {"teacher_cache/reuse": float(self.enabled)}
@@ -265,13 +272,17 @@ class TeacherOutputCache:
         return values
 
     def _slot(self, batch: Batch) -> Slot | None:
+        return self._slot_for_epoch(batch.epoch)
+
+    def _slot_for_epoch(self, epoch: int | None) -> Slot | None:
+        """The table that serves ``epoch``: the plain images without augmentation, else that epoch's views (None where a sample repeats)."""
         if not self.enabled:
             return None
         if self.recipe == "none":
             return PLAIN
-        if batch.epoch is None or self._epoch_key(batch.epoch) is None:
+        if epoch is None or self._epoch_key(epoch) is None:
             return None
-        return batch.epoch
+        return epoch
 
     def _epoch_key(self, epoch: int) -> str | None:
         """What identifies an epoch's views: its batches (and this rank's share); ``None`` when a sample repeats."""

@@ -79,7 +79,7 @@ def attach_teacher_cache(
     if refusal is None and isinstance(data.train, ImageSet):
 
         def check() -> None:
-            """Called before each chunk the teacher computes: the run is in its ``teacher_outputs`` phase until the step ends."""
+            """Called before each chunk the teacher computes: the run is in its ``teacher_outputs`` phase until the epoch's training starts."""
             if phases is not None:
                 phases.enter("teacher_outputs")
             guard.check("while computing teacher outputs")

@@ -52,7 +52,6 @@ class Trainer:
         start = resume_run(self.run)
         self.global_step = start.global_step
         self.log.history = start.history
-        self.phases.enter("training")
         for epoch in range(start.epoch, self.config.epochs):
             self.train_epoch(epoch, start.step if epoch == start.epoch else 0)
             self.validate(epoch)
@@ -75,10 +74,12 @@ class Trainer:
         run, config = self.run, self.config
         run.distiller.train()
         running = RunningLosses()
+        if (cache := run.distiller.teacher_cache) is not None:
+            cache.prepare(epoch, list(run.distiller.teachers))  # enters teacher_outputs where it computes
+        self.phases.enter("training")
         started = time.perf_counter()
         for step, batch in enumerate(run.epoch_batches(epoch, start_step), start=start_step):
             running.add(self.train_step(batch, StepInfo(epoch, step, self.global_step, run.steps_per_epoch, config.epochs)))
-            self.phases.enter("training")  # back from teacher_outputs when the step filled the teacher cache
             self.samples += config.batch_size
             self.global_step += 1
             done = step + 1

@@ -85,7 +85,7 @@ def uninterrupted(teacher, tmp_path_factory):
 
 def test_an_uninterrupted_run_reports_phases_checkpoints_and_epochs_one_based(uninterrupted):
     result, seen, _ = uninterrupted
-    assert seen.phases == ["validating", "training", "teacher_outputs", "training", "exporting", "evaluating"]  # the first step fills the teacher cache
+    assert seen.phases == ["validating", "teacher_outputs", "training", "exporting", "evaluating"]  # the teacher cache fills before the first step
     per_epoch = seen.steps_per_epoch
     assert (per_epoch * EPOCHS, EPOCHS, True) == seen.checkpoints[-1]
     assert [(step, epoch) for step, epoch, end in seen.checkpoints if end] == [(per_epoch * e, e) for e in range(1, EPOCHS + 1)]
