@@ -294,7 +294,9 @@ async function jobView(signal, jobId) {
     );
     const report = items.find((a) => a.kind === "report");
     if (report) {
-      document.getElementById("job-report").srcdoc = await text(`/v1/artifacts/${report.id}`);
+      const frame = document.getElementById("job-report");
+      const html = await text(`/v1/artifacts/${report.id}`);
+      if (frame.srcdoc !== html) frame.srcdoc = html; // setting it reloads the frame: only when the report changed
       document.getElementById("job-report-card").hidden = false;
     }
   }
