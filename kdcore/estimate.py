@@ -43,7 +43,8 @@ class JobEstimate:
         where = f"{self.steps} steps, {self.training_images:,} training images"
         if self.synthesis_images:
             where += f", {self.synthesis_images:,} image-iterations of synthesis"
-        return f"about {self.seconds:,.0f} s on one CPU core ({where})"
+        duration = "under 1 s" if self.seconds < 0.5 else f"about {self.seconds:,.0f} s"
+        return f"{duration} on one CPU core ({where})"
 
 
 def module_flops(model: nn.Module, input_size: Sequence[int]) -> float:
