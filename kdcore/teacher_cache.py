@@ -244,7 +244,7 @@ class TeacherOutputCache:
 
     def logits(self, teacher_index: int, teacher: nn.Module, batch: Batch) -> Tensor:
         """The teacher's logits for ``batch``: from the slot's table when reuse is on, else freshly computed."""
-        slot = self._slot(batch)
+        slot = self._slot_for_epoch(batch.epoch)
         if slot is None:
             self.teacher_samples += len(batch.indices)
             with torch.inference_mode(), self._autocast():
@@ -270,9 +270,6 @@ class TeacherOutputCache:
             values["teacher_cache/kl_error"] = self.error.kl_sum / self.error.rows
             values["teacher_cache/max_logit_error"] = self.error.max_logit_error
         return values
-
-    def _slot(self, batch: Batch) -> Slot | None:
-        return self._slot_for_epoch(batch.epoch)
 
     def _slot_for_epoch(self, epoch: int | None) -> Slot | None:
         """The table that serves ``epoch``: the plain images without augmentation, else that epoch's views (None where a sample repeats)."""
