@@ -70,11 +70,15 @@ function downloadButton(path, filename, label = "Download") {
   return button;
 }
 
-function onSubmit(form, action) {
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    guarded(action);
-  });
+function onSubmit(form, action, signal) {
+  form.addEventListener(
+    "submit",
+    (event) => {
+      event.preventDefault();
+      guarded(action);
+    },
+    { signal }, // a view's handler goes with the view, so a form shown again is not submitted twice
+  );
 }
 
 /** Forms that upload a file or register a URI: show the fields of the chosen source only. */
@@ -479,7 +483,7 @@ async function newJobView(signal) {
     element("option", { value: "", textContent: "none (data-free methods)" }),
   );
   const box = document.getElementById("job-teachers");
-  box.append(
+  box.replaceChildren(
     ...teachers.items.map((t) =>
       element("label", {}, element("input", { type: "checkbox", name: "teachers", value: t.id }), ` ${t.name || t.id} · ${t.arch || t.format} · ${t.num_classes} classes`),
     ),
@@ -492,7 +496,7 @@ async function newJobView(signal) {
     document.getElementById("method-summary").textContent = `${method.summary} Needs ${count}${method.needs_dataset ? " and a dataset" : ", no dataset"}.`;
     box.hidden = method.teachers.max === 0;
   }
-  form.elements.method.addEventListener("change", describeMethod);
+  form.elements.method.addEventListener("change", describeMethod, { signal });
   describeMethod();
 
   onSubmit(form, async () => {
@@ -513,7 +517,7 @@ async function newJobView(signal) {
     if (field(form, "registry_model")) body.registry = { model_name: field(form, "registry_model") };
     const job = await api("/v1/jobs", { method: "POST", json: body });
     location.hash = `#/jobs/${job.id}`;
-  });
+  }, signal);
 }
 
 function parseJson(source) {
