@@ -88,7 +88,8 @@ def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
 
 @pytest.fixture(scope="module")
 def control(deployment, client) -> dict:
-    job = wait_for_job(client, submit(client, "control"), timeout=900)
+    """The uninterrupted run; it also exports ONNX, as README's examples/job.json does, so its export's warnings are checked too."""
+    job = wait_for_job(client, submit(client, "control", {**BODY, "export": [*BODY["export"], "onnx"]}), timeout=900)
     assert job["status"] == "succeeded", (job["error"], deployment.logs())
     return job
 
@@ -216,4 +217,6 @@ def test_a_cancelled_job_is_not_logged_as_a_succeeded_task_and_jobs_log_no_trace
     assert any(line.endswith(f"ignored [{job_id}]") for line in task_lines), task_lines
     assert not any("succeeded in" in line for line in task_lines), task_lines
     assert any("succeeded in" in line for line in worker_log.splitlines() if control["id"] in line)
+    exported = {a["kind"] for a in client.get(f"/v1/jobs/{control['id']}/artifacts").json()["items"]}
+    assert {"student_torchscript", "student_onnx"} <= exported, exported  # both exporters ran in the log checked here
     assert "TracerWarning" not in worker_log and "FutureWarning" not in worker_log
