@@ -1,6 +1,6 @@
 """``python -m kdcore.bench.accuracy``: the methods at equal budgets on built-in data, with the spread over seeds.
 
-On ``builtin:glyphs`` (32 confusable classes) one teacher (``cifar_resnet56``) is trained per seed set;
+On ``builtin:glyphs128`` (128 confusable classes, 50 training images each) one teacher (``cifar_resnet20``) is trained per seed set;
 ``supervised`` and each method then train the same student (``cifar_resnet8``) for the same epochs,
 batch size, learning rate and seeds. The table reports mean ± sample sd of validation top-1 and marks
 (**bold** gain) each method whose gain over ``supervised`` exceeds 2 sd of the difference. Data-free
@@ -27,7 +27,8 @@ from kdcore.spec import JobSpec
 from kdcore.training import train
 
 INPUT_SIZE = [3, 32, 32]
-TEACHER_ARCH, STUDENT_ARCH = "cifar_resnet56", "cifar_resnet8"
+DATASET, DATASET_CLASSES = "glyphs128", 128
+TEACHER_ARCH, STUDENT_ARCH = "cifar_resnet20", "cifar_resnet8"
 DIGITS_TEACHER_ARCH = "cifar_resnet20"
 ACCURACY_FILE = Path(".bench") / "accuracy.md"
 # (row label, method, hyperparams, teachers)
@@ -116,11 +117,11 @@ def run(epochs: int, teacher_epochs: int, seeds: list[int], data_free_epochs: in
     with contextlib.nullcontext(str(work_dir)) if work_dir else tempfile.TemporaryDirectory(prefix="kd-bench-") as folder:
         work = Path(folder)
         if any(not only or method in only for _, method, _, _ in WITH_DATA):
-            teacher, teacher_top1 = _teacher(work, "glyphs", TEACHER_ARCH, 32, teacher_epochs)
-            print(f"glyphs teacher {TEACHER_ARCH}: {teacher_top1:.4f}", file=sys.stderr, flush=True)
+            teacher, teacher_top1 = _teacher(work, DATASET, TEACHER_ARCH, DATASET_CLASSES, teacher_epochs)
+            print(f"{DATASET} teacher {TEACHER_ARCH}: {teacher_top1:.4f}", file=sys.stderr, flush=True)
         for label, method, hyper, count in WITH_DATA:
             if not only or method in only:
-                rows.append(_row(work, label, method, "glyphs", [teacher] * count, hyper, {"epochs": epochs, "lr": 0.05}, seeds))
+                rows.append(_row(work, label, method, DATASET, [teacher] * count, hyper, {"epochs": epochs, "lr": 0.05}, seeds))
                 table()
         if any(not only or method in only for _, method, _ in DATA_FREE):
             digits_teacher, digits_top1 = _teacher(work, "digits", DIGITS_TEACHER_ARCH, 10, min(15, teacher_epochs))
@@ -150,7 +151,7 @@ def _gain(row: Row, baseline: Row | None) -> str:
 def _table(rows: list[Row], teacher_top1: float | None, digits_top1: float | None, epochs: int, teacher_epochs: int, seeds: list[int], df_epochs: int) -> str:
     baseline = next((r for r in rows if r.label == "supervised"), None)
     with_data = (
-        f"`builtin:glyphs` (32 classes in dot/no-dot pairs) at 3×32×32, no augmentation. Teacher `{TEACHER_ARCH}` ({teacher_epochs} epochs): "
+        f"`builtin:{DATASET}` ({DATASET_CLASSES} classes in dot/no-dot pairs, 50 training images each) at 3×32×32, no augmentation. Teacher `{TEACHER_ARCH}` ({teacher_epochs} epochs): "
         f"**{teacher_top1 * 100:.2f}%** top-1. Student `{STUDENT_ARCH}` for every method; batch 64, SGD lr 0.05 cosine, {epochs} epochs. "
         if teacher_top1 is not None
         else ""
@@ -170,7 +171,7 @@ def _table(rows: list[Row], teacher_top1: float | None, digits_top1: float | Non
     ]
     for row in rows:
         mean, sd = _mean_sd(row.scores)
-        reference = (teacher_top1 if row.dataset == "glyphs" else digits_top1) or 1.0
+        reference = (teacher_top1 if row.dataset == DATASET else digits_top1) or 1.0
         note = ", ".join(f"{k}={v}" for k, v in row.hyperparams.items())
         lines.append(
             f"| {row.label} | {row.dataset} | {mean * 100:.2f} ± {sd * 100:.2f} | {_gain(row, baseline)} | {mean / reference * 100:.0f}% | {row.cpu_seconds:.0f} | {note} |"

@@ -2,13 +2,15 @@
 
 ``digits``: scikit-learn's 1,797 8×8 handwritten digits (10 classes), split 80/20 stratified with
 a fixed seed so every run and every job sees the same train and validation images.
-``glyphs``: 32 classes of generated stroke glyphs in confusable pairs (:mod:`kdcore.data.glyphs`),
-hard enough that a large teacher and a small student differ; generated on first use, then kept.
+``glyphs`` (32 classes) and ``glyphs128`` (128 classes, fewer images each): generated stroke glyphs in
+confusable pairs (:mod:`kdcore.data.glyphs`), hard enough that a large teacher and a small student
+differ; generated on first use, then kept.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+from collections.abc import Callable
+from functools import lru_cache, partial
 
 import numpy as np
 import torch
@@ -35,25 +37,30 @@ def _digits() -> dict[str, ImageSet]:
     }
 
 
-@lru_cache(maxsize=1)
-def _glyphs() -> dict[str, ImageSet]:
+@lru_cache(maxsize=2)
+def _glyphs(name: str) -> dict[str, ImageSet]:
     from kdcore.data.glyphs import generate_glyphs
 
-    return {split: ImageSet(*generate_glyphs(split)) for split in ("train", "val")}
+    return {split: ImageSet(*generate_glyphs(split, name)) for split in ("train", "val")}
 
 
-BUILTIN_DATASETS = {"digits": _digits, "glyphs": _glyphs}
+GLYPH_DATASETS = ("glyphs", "glyphs128")
+BUILTIN_DATASETS: dict[str, Callable[[], dict[str, ImageSet]]] = {"digits": _digits, **{name: partial(_glyphs, name) for name in GLYPH_DATASETS}}
 
 
 def builtin_split(name: str, split: str) -> ImageSet:
     return BUILTIN_DATASETS[name]()[split]
 
 
-def _glyphs_info() -> dict:
-    from kdcore.data.glyphs import PER_CLASS, SIZE, glyph_class_names
+def _glyphs_info(name: str) -> dict:
+    from kdcore.data.glyphs import GLYPH_SETS, SIZE, glyph_class_names
 
-    classes = glyph_class_names()
-    return {"classes": classes, "splits": {split: count * len(classes) for split, count in PER_CLASS.items()}, "native_size": [3, SIZE, SIZE]}
+    classes = glyph_class_names(name)
+    return {
+        "classes": classes,
+        "splits": {split: GLYPH_SETS[name].per_class(split) * len(classes) for split in ("train", "val")},
+        "native_size": [3, SIZE, SIZE],
+    }
 
 
 def _decoded_info(name: str) -> dict:
@@ -62,5 +69,5 @@ def _decoded_info(name: str) -> dict:
 
 
 def builtin_info(name: str) -> dict:
-    """Classes, split sizes and native image size; ``glyphs`` answers from its constants instead of rendering 8,000 images."""
-    return _glyphs_info() if name == "glyphs" else _decoded_info(name)
+    """Classes, split sizes and native image size; a glyph set answers from its constants instead of rendering its images."""
+    return _glyphs_info(name) if name in GLYPH_DATASETS else _decoded_info(name)
