@@ -23,11 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kdcore.data.glyphs import GLYPH_SETS
 from kdcore.spec import JobSpec
 from kdcore.training import train
 
 INPUT_SIZE = [3, 32, 32]
-DATASET, DATASET_CLASSES = "glyphs128", 128
+DATASET = "glyphs128"
+DATASET_CLASSES = 2 * GLYPH_SETS[DATASET].pairs
 TEACHER_ARCH, STUDENT_ARCH = "cifar_resnet20", "cifar_resnet8"
 DIGITS_TEACHER_ARCH = "cifar_resnet20"
 ACCURACY_FILE = Path(".bench") / "accuracy.md"
@@ -151,7 +153,7 @@ def _gain(row: Row, baseline: Row | None) -> str:
 def _table(rows: list[Row], teacher_top1: float | None, digits_top1: float | None, epochs: int, teacher_epochs: int, seeds: list[int], df_epochs: int) -> str:
     baseline = next((r for r in rows if r.label == "supervised"), None)
     with_data = (
-        f"`builtin:{DATASET}` ({DATASET_CLASSES} classes in dot/no-dot pairs, 50 training images each) at 3×32×32, no augmentation. Teacher `{TEACHER_ARCH}` ({teacher_epochs} epochs): "
+        f"`builtin:{DATASET}` ({DATASET_CLASSES} classes in dot/no-dot pairs, {GLYPH_SETS[DATASET].train_per_class} training images each) at 3×32×32, no augmentation. Teacher `{TEACHER_ARCH}` ({teacher_epochs} epochs): "
         f"**{teacher_top1 * 100:.2f}%** top-1. Student `{STUDENT_ARCH}` for every method; batch 64, SGD lr 0.05 cosine, {epochs} epochs. "
         if teacher_top1 is not None
         else ""

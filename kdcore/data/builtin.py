@@ -10,11 +10,12 @@ differ; generated on first use, then kept.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache, partial
+from functools import cache, lru_cache, partial
 
 import numpy as np
 import torch
 
+from kdcore.data.glyphs import GLYPH_SETS, SIZE, generate_glyphs, glyph_class_names
 from kdcore.data.images import ImageSet
 
 DIGITS_SPLIT_SEED = 0
@@ -37,15 +38,12 @@ def _digits() -> dict[str, ImageSet]:
     }
 
 
-@lru_cache(maxsize=2)
+@cache
 def _glyphs(name: str) -> dict[str, ImageSet]:
-    from kdcore.data.glyphs import generate_glyphs
-
     return {split: ImageSet(*generate_glyphs(split, name)) for split in ("train", "val")}
 
 
-GLYPH_DATASETS = ("glyphs", "glyphs128")
-BUILTIN_DATASETS: dict[str, Callable[[], dict[str, ImageSet]]] = {"digits": _digits, **{name: partial(_glyphs, name) for name in GLYPH_DATASETS}}
+BUILTIN_DATASETS: dict[str, Callable[[], dict[str, ImageSet]]] = {"digits": _digits, **{name: partial(_glyphs, name) for name in GLYPH_SETS}}
 
 
 def builtin_split(name: str, split: str) -> ImageSet:
@@ -53,8 +51,6 @@ def builtin_split(name: str, split: str) -> ImageSet:
 
 
 def _glyphs_info(name: str) -> dict:
-    from kdcore.data.glyphs import GLYPH_SETS, SIZE, glyph_class_names
-
     classes = glyph_class_names(name)
     return {
         "classes": classes,
@@ -70,4 +66,4 @@ def _decoded_info(name: str) -> dict:
 
 def builtin_info(name: str) -> dict:
     """Classes, split sizes and native image size; a glyph set answers from its constants instead of rendering its images."""
-    return _glyphs_info(name) if name in GLYPH_DATASETS else _decoded_info(name)
+    return _glyphs_info(name) if name in GLYPH_SETS else _decoded_info(name)

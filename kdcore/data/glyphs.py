@@ -187,7 +187,7 @@ def _render(classes: list[GlyphClass], labels: Tensor, generator: torch.Generato
     return (image.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
-def generate_glyphs(split: str, name: str = "glyphs") -> tuple[Tensor, Tensor, list[str]]:
+def generate_glyphs(split: str, name: str) -> tuple[Tensor, Tensor, list[str]]:
     """uint8 images ``[N,3,32,32]``, int64 labels and class names of ``split`` ('train' or 'val') of the glyph set ``name``."""
     glyph_set = GLYPH_SETS[name]
     classes = glyph_classes(glyph_set.pairs)
@@ -198,6 +198,6 @@ def generate_glyphs(split: str, name: str = "glyphs") -> tuple[Tensor, Tensor, l
     return images, labels, glyph_class_names(name)
 
 
-def glyph_class_names(name: str = "glyphs") -> list[str]:
+def glyph_class_names(name: str) -> list[str]:
     """Class names without rendering anything: listing the dataset must not cost its generation."""
     return [f"glyph{i // 2:02d}{'-dot' if c.dot is not None else ''}" for i, c in enumerate(glyph_classes(GLYPH_SETS[name].pairs))]
